@@ -1,0 +1,54 @@
+# Every target sets up what it needs: a clean clone needs only Python 3.11+ and Node.js 20+.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+CDK := npx --no-install cdk
+STAGES := dev prod
+# Any s3:// URL synthesizes; a real deploy passes the URL of the artifact that training uploaded.
+EXAMPLE_MODEL_URL := s3://example-bucket/model/model.tar.gz
+
+.PHONY: help setup synth lint test demo bench snapshot-update clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed  ## Create .venv and node_modules
+
+synth: setup  ## Synthesize every stack for every stage (cdk-nag gate), then cfn-lint the templates
+	@for stage in $(STAGES); do \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet -c stage=$$stage \
+	    -c model_data_url=$(EXAMPLE_MODEL_URL) -o cdk.out/$$stage; \
+	  echo "synth: stage $$stage -> cdk.out/$$stage/ (cdk-nag: no unacknowledged findings)"; \
+	done
+	$(BIN)/cfn-lint cdk.out/*/*.template.json
+	@echo "cfn-lint: clean: $$(ls cdk.out/*/*.template.json | wc -l) templates"
+
+lint: setup  ## ruff over the Python code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup  ## Run the whole test suite
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+snapshot-update: setup  ## Rewrite the CDK snapshot files after an intended infrastructure change
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/infra --snapshot-update
+
+demo: synth  ## The offline end-to-end demo
+	@echo "demo: synthesized and checked every stack (see above)."
+
+clean:  ## Remove generated files (not .venv or node_modules)
+	rm -rf cdk.out build .pytest_cache

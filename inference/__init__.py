@@ -1,0 +1,6 @@
+"""Code that runs inside the SageMaker endpoint container (and is shared with training).
+
+The modules here are copied flat into the artifact's ``code/`` directory, where the container puts
+that directory on ``sys.path``; so they import each other with a relative import that falls back to
+a top-level one (see ``inference.py``).
+"""

@@ -1,0 +1,109 @@
+"""Image decoding and the evaluation preset: the single definition of what the model sees.
+
+Training's validation loop and the endpoint both call :func:`eval_transform`, and the endpoint
+decodes request bytes with :func:`decode_image`, so a served prediction matches a validation one.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision import transforms
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's reference recipes resize to image_size / 0.875 before the centre crop (224 -> 256).
+CROP_RATIO = 0.875
+# 40 MP covers every phone camera (a 48 MP sensor bins to 12 MP by default) and bounds the memory a
+# single request may make the worker allocate: 40e6 px x 3 bytes = 120 MB decoded.
+DEFAULT_MAX_PIXELS = 40_000_000
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image the endpoint accepts; the message is safe to show the caller."""
+
+    status_code = 400
+
+
+class UnsupportedImageFormat(ImageDecodeError):
+    status_code = 415
+
+
+class ImageTooLarge(ImageDecodeError):
+    status_code = 413
+
+
+def resize_size_for(image_size: int) -> int:
+    return int(round(image_size / CROP_RATIO))
+
+
+def eval_transform(
+    image_size: int,
+    resize_size: int | None = None,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> transforms.Compose:
+    """Resize the short side, centre-crop, scale to [0, 1], normalize: a PIL RGB image in, CHW float out."""
+    return transforms.Compose(
+        [
+            transforms.Resize(resize_size or resize_size_for(image_size), antialias=True),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+    """Decode JPEG/PNG/WebP bytes into an upright 8-bit RGB image, or raise :class:`ImageDecodeError`.
+
+    ``min_side`` lets a JPEG decode at a DCT-scaled size (1/2, 1/4, 1/8) whose shorter side is still
+    at least ``min_side`` pixels: a 12 MP photo then costs about as much as a small one, and the
+    following resize to ``min_side`` sees enough pixels that the result matches a full decode.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError("the body is not a JPEG, PNG or WebP image") from None
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError(f"the image header cannot be read: {exc}") from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedImageFormat(f"image format {image.format} is not supported; send JPEG, PNG or WebP")
+    width, height = image.size
+    # Checked on the header, before any pixel is decoded: the defence against decompression bombs.
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if width < 1 or height < 1:
+        raise ImageDecodeError("the image has no pixels")
+    if min_side and image.format == "JPEG":
+        image.draft("RGB", (min_side, min_side))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # Pillow says "image file is truncated" (OSError) or "broken data stream" for damaged files.
+        raise ImageDecodeError(f"the image data is damaged or truncated: {exc}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale: Pillow's convert() clips instead of scaling, so scale to 8 bits by hand.
+        pixels = np.asarray(image, dtype=np.uint32) >> 8
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels become white, as a browser shows them, rather than arbitrary colours.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def image_to_tensor(image: Image.Image, transform: transforms.Compose) -> torch.Tensor:
+    return transform(image)
