@@ -20,7 +20,9 @@ CROP_RATIO = 0.875
 # 40 MP covers every phone camera (a 48 MP sensor bins to 12 MP by default) and bounds the memory a
 # single request may make the worker allocate: 40e6 px x 3 bytes = 120 MB decoded.
 DEFAULT_MAX_PIXELS = 40_000_000
-SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+# Pillow reports a JPEG with a Multi-Picture (MPF) segment, which many phone cameras write, as
+# "MPO"; its first frame is an ordinary baseline JPEG, so it is accepted as one.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
 
 
 class ImageDecodeError(ValueError):
@@ -38,7 +40,7 @@ class ImageTooLarge(ImageDecodeError):
 
 
 def resize_size_for(image_size: int) -> int:
-    return int(round(image_size / CROP_RATIO))
+    return round(image_size / CROP_RATIO)
 
 
 def eval_transform(
@@ -58,7 +60,9 @@ def eval_transform(
     )
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
+) -> Image.Image:
     """Decode JPEG/PNG/WebP bytes into an upright 8-bit RGB image, or raise :class:`ImageDecodeError`.
 
     ``min_side`` lets a JPEG decode at a DCT-scaled size (1/2, 1/4, 1/8) whose shorter side is still
@@ -69,8 +73,16 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError("the body is not a JPEG, PNG or WebP image") from None
-    except (OSError, ValueError) as exc:
-        raise ImageDecodeError(f"the image header cannot be read: {exc}") from None
+    except Image.DecompressionBombError:
+        # Pillow's own guard (2 x Image.MAX_IMAGE_PIXELS) fires in open() for headers far above
+        # max_pixels; it is the same answer as ours below, not a server error.
+        raise ImageTooLarge(f"the image has more pixels than the limit of {max_pixels}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Malformed headers surface as OSError, SyntaxError ("broken PNG file"), struct.error,
+        # ValueError, EOFError ... depending on the plugin: all mean the caller sent a bad file.
+        raise ImageDecodeError(f"the image header cannot be read: {_short(exc)}") from None
     if image.format not in SUPPORTED_FORMATS:
         raise UnsupportedImageFormat(f"image format {image.format} is not supported; send JPEG, PNG or WebP")
     width, height = image.size
@@ -85,9 +97,18 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
         image.load()
         image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        # Pillow says "image file is truncated" (OSError) or "broken data stream" for damaged files.
-        raise ImageDecodeError(f"the image data is damaged or truncated: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Pillow says "image file is truncated" (OSError) or "broken data stream" for damaged files;
+        # other plugins raise SyntaxError, struct.error, IndexError ... for the same cause.
+        raise ImageDecodeError(f"the image data is damaged or truncated: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    """The exception text, bounded: it goes back to the caller inside an error message."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
