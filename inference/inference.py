@@ -48,10 +48,10 @@ except ImportError:  # inside the container code/ is on sys.path and the modules
     )
 
 try:  # present in the SageMaker inference containers; absent in training and in the repo's venv
-    from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+    from sagemaker_inference.errors import BaseInferenceToolkitError as ToolkitError
 except ImportError:
 
-    class _ToolkitError(Exception):  # type: ignore[no-redef]
+    class ToolkitError(Exception):  # type: ignore[no-redef]
         """Local stand-in with the toolkit's constructor: (status_code, message, phrase)."""
 
         def __init__(self, status_code: int, message: str, phrase: str) -> None:
@@ -73,7 +73,7 @@ _DECODE_ERROR_CODES = {413: "image_too_large", 415: "unsupported_image_format"}
 _TOP_K_ATTRIBUTE = re.compile(r"(?:^|[,;])\s*top_k\s*=\s*([^,;]*)")
 
 
-class RequestError(_ToolkitError):
+class RequestError(ToolkitError):
     """A request the model cannot serve; ``status_code`` is 4xx and the message is safe to return."""
 
     def __init__(self, status_code: int, code: str, message: str) -> None:

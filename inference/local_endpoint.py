@@ -1,0 +1,340 @@
+"""A local SageMaker endpoint: the model's handler functions behind the runtime's HTTP API, on loopback.
+
+    python -m inference.local_endpoint --model-dir DIR [--port 8080] [--name NAME]
+
+Two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
+
+* the container contract the PyTorch DLC implements: ``GET /ping``, ``POST /invocations``; handler
+  errors come back as the toolkit sends them (status, ``message + "\\n" + traceback``);
+* the SageMaker runtime API that boto3 calls, ``POST /endpoints/{name}/invocations``, with errors in
+  the service's rest-json shape (``x-amzn-ErrorType`` header, JSON body), so that a
+  ``boto3.client("sagemaker-runtime")`` pointed here with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``
+  raises the same exception classes as against AWS: ``ModelError`` (424, with
+  ``OriginalStatusCode``/``OriginalMessage``/``LogStreamArn``) when the model answers 4xx/5xx,
+  ``ValidationError`` for an unknown endpoint name, ``ThrottlingException`` beyond
+  ``--max-concurrency`` requests in flight.
+
+For tests and the demo, :class:`LocalEndpoint` starts and stops the same server in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType, SimpleNamespace
+from typing import Any
+from urllib.parse import unquote
+
+from . import inference as default_handlers
+
+logger = logging.getLogger("inference.local_endpoint")
+
+LOOPBACK = "127.0.0.1"
+# InvokeEndpoint's BodyBlob limit (botocore sagemaker-runtime service model: max 6291456).
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Placeholders where the real service puts account-specific values; clearly not a real account.
+FAKE_ACCOUNT = "000000000000"
+FAKE_REGION = "us-east-1"
+DEFAULT_VARIANT = "AllTraffic"
+_INVOKE_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
+
+
+@dataclass(frozen=True)
+class ContainerResponse:
+    status: int
+    body: bytes
+    content_type: str
+
+
+class _RequestProperties:
+    """TorchServe's per-request processor: the request headers, as the toolkit reads them."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self._headers
+
+    def get_request_property(self, key: str) -> str | None:
+        return self._headers.get(key)
+
+
+class ToolkitEmulation:
+    """What TorchServe + sagemaker-inference do with the handler functions, for one model.
+
+    Mirrors ``sagemaker_inference.transformer.Transformer.transform``: a
+    ``BaseInferenceToolkitError`` sets the response status, anything else is a 500, and the body
+    of an error is the message followed by the traceback (which is why callers must never echo it).
+    """
+
+    def __init__(self, model_dir: str, handlers: ModuleType | SimpleNamespace = default_handlers) -> None:
+        self.handlers = handlers
+        self.model = handlers.model_fn(model_dir)
+
+    def invoke(self, body: bytes, headers: dict[str, str]) -> ContainerResponse:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        content_type = lowered.get("content-type", "")
+        accept = lowered.get("accept") or "application/json"
+        if accept == "*/*":
+            accept = "application/json"
+        context = SimpleNamespace(request_processor=[_RequestProperties(dict(headers))])
+        handlers = self.handlers
+        try:
+            data = handlers.input_fn(body, content_type, context)
+            prediction = handlers.predict_fn(data, self.model, context)
+            result = handlers.output_fn(prediction, accept, context)
+            payload, response_type = result if isinstance(result, tuple) else (result, accept)
+            if isinstance(payload, str):
+                payload = payload.encode()
+            return ContainerResponse(200, bytes(payload), response_type)
+        except default_handlers.ToolkitError as exc:
+            return self._error(exc.status_code, str(exc.message))
+        except Exception as exc:
+            return self._error(500, str(exc))
+
+    @staticmethod
+    def _error(status: int, message: str) -> ContainerResponse:
+        text = f"{message}\n{traceback.format_exc()}"
+        return ContainerResponse(status, text.encode(), "text/plain")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    server_version = "LocalSageMakerEndpoint"
+    timeout = 60  # an idle keep-alive connection releases its thread after this many seconds
+    server: _Server
+
+    def do_GET(self) -> None:
+        if self.path == "/ping":
+            self._send(200, b"", "text/plain")
+        else:
+            self._service_error(404, "UnknownOperationException", "Unknown operation")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_PAYLOAD_BYTES:
+            self.close_connection = True
+            self._service_error(400, "ValidationError", "Request payload exceeds the 6 MB limit")
+            return
+        body = self.rfile.read(length)
+        if self.path == "/invocations":
+            response = self._run_model(body)
+            if response is not None:
+                self._send(response.status, response.body, response.content_type)
+            return
+        match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
+        if match is None:
+            self._service_error(404, "UnknownOperationException", "Unknown operation")
+            return
+        name = unquote(match.group(1))
+        if name != self.server.endpoint.name:
+            # What the real service answers for an endpoint that does not exist in the account.
+            message = f"Endpoint {name} of account {FAKE_ACCOUNT} not found."
+            self._service_error(400, "ValidationError", message)
+            return
+        response = self._run_model(body)
+        if response is None:
+            return
+        if response.status >= 300:
+            self._model_error(name, response)
+            return
+        headers = {"x-Amzn-Invoked-Production-Variant": DEFAULT_VARIANT}
+        self._send(200, response.body, response.content_type, headers)
+
+    def _run_model(self, body: bytes) -> ContainerResponse | None:
+        """Run the handlers under the endpoint's concurrency limit; None when throttled (already answered)."""
+        endpoint = self.server.endpoint
+        if not endpoint.slots.acquire(blocking=False):
+            self._service_error(400, "ThrottlingException", "Rate exceeded")
+            return None
+        try:
+            if endpoint.delay_seconds:
+                time.sleep(endpoint.delay_seconds)
+            return endpoint.toolkit.invoke(body, dict(self.headers.items()))
+        finally:
+            endpoint.slots.release()
+
+    def _model_error(self, name: str, response: ContainerResponse) -> None:
+        original = response.body.decode("utf-8", errors="replace")
+        kind = "client" if 400 <= response.status < 500 else "server"
+        log_group = f"/aws/sagemaker/Endpoints/{name}"
+        message = (
+            f'Received {kind} error ({response.status}) from primary with message "{original[:1024]}". '
+            f"See https://{FAKE_REGION}.console.aws.amazon.com/cloudwatch/home?region={FAKE_REGION}"
+            f"#logEventViewer:group={log_group} in account {FAKE_ACCOUNT} for more information."
+        )
+        self._service_error(
+            424,
+            "ModelError",
+            message,
+            OriginalStatusCode=response.status,
+            OriginalMessage=original,
+            LogStreamArn=f"arn:aws:logs:{FAKE_REGION}:{FAKE_ACCOUNT}:log-group:{log_group}",
+        )
+
+    def _service_error(self, status: int, error_type: str, message: str, **fields: Any) -> None:
+        body = json.dumps({"message": message, **fields}).encode()
+        self._send(status, body, "application/json", {"x-amzn-ErrorType": f"{error_type}:"})
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    endpoint: LocalEndpoint
+
+
+class LocalEndpoint:
+    """The local endpoint, started and stopped in-process.
+
+    >>> with LocalEndpoint("model_dir", name="dog-breeds") as endpoint:
+    ...     os.environ.update(endpoint.client_environment())
+    ...     boto3.client("sagemaker-runtime").invoke_endpoint(EndpointName="dog-breeds", ...)
+
+    ``max_concurrency`` (None: unlimited) answers ``ThrottlingException`` beyond that many requests
+    in flight; ``delay_seconds`` holds every request that long first (a slow endpoint);
+    ``handlers`` swaps the module whose ``model_fn/input_fn/predict_fn/output_fn`` are served.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        name: str = "local",
+        port: int = 0,
+        max_concurrency: int | None = None,
+        delay_seconds: float = 0.0,
+        handlers: ModuleType | SimpleNamespace = default_handlers,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.model_dir = str(model_dir)
+        self.name = name
+        self.delay_seconds = delay_seconds
+        self.slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else _Unlimited()
+        self._requested_port = port
+        self._handlers = handlers
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.toolkit: ToolkitEmulation
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the endpoint is not started")
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> LocalEndpoint:
+        """Load the model (model_fn, warm-up included), then listen; returns once requests are served."""
+        self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
+        self._server = _Server((LOOPBACK, self._requested_port), _Handler)
+        self._server.endpoint = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"endpoint-{self.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def client_environment(self) -> dict[str, str]:
+        """Environment for a boto3 ``sagemaker-runtime`` client to reach this endpoint (dummy credentials)."""
+        return {
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",  # a placeholder: the local endpoint checks no signature
+            "AWS_DEFAULT_REGION": FAKE_REGION,
+        }
+
+    def __enter__(self) -> LocalEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class _Unlimited:
+    def acquire(self, blocking: bool = True) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.local_endpoint", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--model-dir", required=True, help="the training output: model.pt + model_config.json"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument(
+        "--name", default="local", help="endpoint name accepted on /endpoints/{name}/invocations"
+    )
+    parser.add_argument(
+        "--max-concurrency", type=int, default=None, help="throttle beyond N requests in flight"
+    )
+    parser.add_argument(
+        "--delay-seconds", type=float, default=0.0, help="hold each request this long (slow model)"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    endpoint = LocalEndpoint(
+        args.model_dir,
+        name=args.name,
+        port=args.port,
+        max_concurrency=args.max_concurrency,
+        delay_seconds=args.delay_seconds,
+    ).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    print(f"endpoint {endpoint.name!r} serving on {endpoint.url}", flush=True)
+    print(f"  AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}", flush=True)
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        endpoint.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
