@@ -1,0 +1,167 @@
+"""Datasets, class names, the training preset and the samplers that shard data across ranks.
+
+Evaluation uses :func:`inference.preprocessing.eval_transform`, the endpoint's own preset, so a
+validation accuracy is the accuracy the endpoint will have on the same images.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision import datasets, transforms
+
+from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, eval_transform, resize_size_for
+
+from .config import TrainConfig
+from .distributed import DistContext
+
+_FOLDER = re.compile(r"^\d+\.(?P<name>.+)$")
+
+
+def class_name_from_folder(folder: str) -> str:
+    """``096.Labrador_retriever`` -> ``Labrador retriever``: the one rule from folder to breed name.
+
+    The numeric prefix (dogImages numbers its 133 breeds) only fixes the order; a folder without one is
+    used as is, with underscores read as spaces.
+    """
+    match = _FOLDER.match(folder)
+    name = match.group("name") if match else folder
+    name = " ".join(name.replace("_", " ").split())
+    if not name:
+        raise ValueError(f"class folder {folder!r} has no name")
+    return name
+
+
+def train_transform(image_size: int, min_crop_scale: float) -> transforms.Compose:
+    """torchvision's ``ClassificationPresetTrain`` without the extras: random crop, flip, normalise."""
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(image_size, scale=(min_crop_scale, 1.0), antialias=True),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+class SeededAugmentation(Dataset):
+    """Applies a random transform whose randomness is a function of (seed, epoch, sample index).
+
+    With this, a sample looks the same whichever rank, worker or restart loads it, which is what makes
+    a resumed run reproduce an uninterrupted one batch for batch. ``fork_rng`` keeps the caller's global
+    RNG untouched when loading in the main process (``--workers 0``).
+    """
+
+    def __init__(self, base: datasets.ImageFolder, transform: transforms.Compose, seed: int) -> None:
+        self.base = base
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, target = self.base[index]
+        seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed % (2**63))
+            return self.transform(image), target
+
+
+class ShardSampler(Sampler[int]):
+    """Rank ``r`` of ``n`` gets indices ``r, r+n, r+2n, ...``: disjoint, together exactly the dataset.
+
+    Unlike ``DistributedSampler`` it neither pads (which counts some samples twice) nor drops, so metrics
+    summed over ranks are over every sample exactly once.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = shard_indices(length, rank, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def shard_indices(length: int, rank: int, world_size: int) -> list[int]:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    return list(range(rank, length, world_size))
+
+
+class ResumableSampler(Sampler[int]):
+    """A rank's shuffled training shard for one epoch, optionally skipping the batches already trained.
+
+    Wraps ``DistributedSampler(drop_last=True)``: the shards of one epoch are disjoint and equally long
+    (DDP needs every rank to run the same number of steps), and the order depends only on seed and epoch.
+    """
+
+    def __init__(self, length: int, ctx: DistContext, seed: int) -> None:
+        self.inner = DistributedSampler(
+            range(length),
+            num_replicas=ctx.world_size,
+            rank=ctx.rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=ctx.world_size > 1,
+        )
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip_samples: int = 0) -> None:
+        self.inner.set_epoch(epoch)
+        self.skip = skip_samples
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.inner)[self.skip :])
+
+    def __len__(self) -> int:
+        return len(self.inner) - self.skip
+
+
+@dataclass
+class Data:
+    class_names: tuple[str, ...]
+    train: SeededAugmentation
+    train_sampler: ResumableSampler
+    valid: datasets.ImageFolder
+    test: datasets.ImageFolder | None
+
+    def loader(self, dataset: Dataset, sampler: Sampler, cfg: TrainConfig) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            pin_memory=torch.cuda.is_available(),
+            # Workers stay up between epochs instead of re-forking (and re-importing) every epoch.
+            persistent_workers=cfg.workers > 0,
+            drop_last=False,
+            prefetch_factor=4 if cfg.workers > 0 else None,
+        )
+
+
+def load_data(cfg: TrainConfig, ctx: DistContext) -> Data:
+    root = Path(cfg.data_dir)
+    evaluation = eval_transform(cfg.image_size, resize_size_for(cfg.image_size), IMAGENET_MEAN, IMAGENET_STD)
+    train_base = datasets.ImageFolder(root / "train")
+    valid = datasets.ImageFolder(root / "valid", transform=evaluation)
+    test = datasets.ImageFolder(root / "test", transform=evaluation) if (root / "test").is_dir() else None
+    for split in (valid, test):
+        if split is not None and split.classes != train_base.classes:
+            raise ValueError(f"{split.root} has different class folders than {train_base.root}")
+    names = tuple(class_name_from_folder(folder) for folder in train_base.classes)
+    if len(set(names)) != len(names):
+        raise ValueError("two class folders map to the same class name")
+    train = SeededAugmentation(train_base, train_transform(cfg.image_size, cfg.min_crop_scale), cfg.seed)
+    return Data(names, train, ResumableSampler(len(train), ctx, cfg.seed), valid, test)

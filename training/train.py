@@ -1,0 +1,423 @@
+"""Fine-tune a torchvision classifier on an ImageFolder dataset: one process, torchrun, or SageMaker.
+
+    python -m training.train --data-dir DIR --model-dir OUT [options]
+    torchrun --nproc-per-node N -m training.train --data-dir DIR --model-dir OUT [options]
+
+``main`` reads top to bottom like torchvision's ``references/classification/train.py``: data, model,
+optimizer and schedule, resume, the epoch loop (train, evaluate, checkpoint), test, artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from inference.model_config import ModelConfig
+from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
+
+from . import distributed
+from .artifact import export_state_dict, write_artifact
+from .checkpoint import find_resume_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import ConfigError, TrainConfig, parse_config
+from .data import ShardSampler, load_data
+from .distributed import DistContext
+from .metrics import Accumulator, epoch_line, plot_curves, test_line, write_metrics
+from .model import create_model, set_backbone_frozen, set_frozen_norm_eval
+
+log = logging.getLogger("training")
+
+# Exit status after a SIGTERM checkpoint: 128 + SIGTERM, what a shell reports for a process it killed.
+EXIT_PREEMPTED = 128 + signal.SIGTERM
+
+
+class Preemption:
+    """Turns SIGTERM (spot interruption, StopTrainingJob, torchrun shutting down) into a flag.
+
+    The loop polls it between steps; all ranks agree through one all-reduce, save a checkpoint at the
+    same step and exit. SageMaker gives 120 s after SIGTERM for spot (torchrun's agent 30 s before it
+    sends SIGKILL), far more than one step plus a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class Preempted(Exception):
+    """Raised after the SIGTERM checkpoint is written."""
+
+
+def setup_logging(ctx: DistContext) -> None:
+    # Rank 0 logs progress; the other ranks only warnings, so N processes do not print N copies.
+    logging.basicConfig(
+        level=logging.INFO if ctx.is_main else logging.WARNING,
+        format=f"%(asctime)s [rank {ctx.rank}] %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+
+
+def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 where the hardware has it (every CPU autocast, Ampere+ GPUs), else fp16 (T4, V100)."""
+    if not cfg.amp:
+        return None
+    if cfg.amp_dtype == "bf16":
+        return torch.bfloat16
+    if cfg.amp_dtype == "fp16":
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """No weight decay on biases and normalisation weights (1-d tensors), as in torchvision's recipes."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Per-step linear warm-up, then cosine decay to zero: a pure function of the step, so it resumes."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = cfg.lr_warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def wrap(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
+    """DDP (when distributed) and torch.compile around the plain model; redone when the frozen set changes."""
+    wrapped = model
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    loader: torch.utils.data.DataLoader,
+    meter: Accumulator,
+    ctx: DistContext,
+    cfg: TrainConfig,
+    amp_dtype: torch.dtype | None,
+    preemption: Preemption,
+    progress: Any,
+) -> tuple[int, int]:
+    """Train over ``loader``; returns (steps, images) done, fewer steps than its length if preempted."""
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    steps = images_done = 0
+    for images, targets in loader:
+        if distributed.any_rank(ctx, preemption.requested):
+            return steps, images_done
+        images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
+        targets = targets.to(ctx.device, non_blocking=True)
+        with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(images)
+            if isinstance(logits, tuple):  # Inception/GoogLeNet return (logits, aux logits) in training
+                logits = logits[0]
+            loss = criterion(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        meter.update(logits.float(), targets, loss.float())
+        steps += 1
+        images_done += targets.numel()
+        if progress is not None:
+            progress.update(1)
+    return steps, images_done
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, ctx: DistContext, cfg: TrainConfig):
+    """Loss, top-1 and top-5 over every sample of every rank's shard, in fp32 as the endpoint runs."""
+    model.eval()
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    criterion = nn.CrossEntropyLoss()
+    meter = Accumulator()
+    for images, targets in loader:
+        images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
+        targets = targets.to(ctx.device, non_blocking=True)
+        logits = model(images)
+        meter.update(logits, targets, criterion(logits, targets))
+    return meter.reduce(ctx)
+
+
+def load_resume_state(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any] | None:
+    """Rank 0 reads the checkpoint and sends it to the others, so only rank 0's disk needs to hold it
+    (multi-host torchrun without a shared file system)."""
+    state = None
+    if ctx.is_main:
+        path = find_resume_checkpoint(cfg.resume, cfg.checkpoint_dir)
+        if path is not None:
+            log.info("resuming from %s", path)
+            state = load_checkpoint(path)
+    if ctx.distributed:
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    return state
+
+
+def main(cfg: TrainConfig) -> dict[str, Any]:
+    ctx = distributed.setup(cfg.dist, cfg.threads)
+    setup_logging(ctx)
+    preemption = Preemption()
+    try:
+        return run(cfg, ctx, preemption)
+    finally:
+        preemption.restore()
+        distributed.cleanup()
+
+
+def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str, Any]:
+    log.info(
+        "%d process(es) on %s, %d CPU threads each; config: %s",
+        ctx.world_size,
+        ctx.device,
+        torch.get_num_threads(),
+        cfg.to_dict(),
+    )
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's); rank-specific after.
+    torch.manual_seed(cfg.seed)
+
+    # Data
+    data = load_data(cfg, ctx)
+    train_loader = data.loader(data.train, data.train_sampler, cfg)
+    valid_loader = data.loader(data.valid, ShardSampler(len(data.valid), ctx.rank, ctx.world_size), cfg)
+    log.info(
+        "%d classes; %d train, %d valid, %s test images",
+        len(data.class_names),
+        len(data.train),
+        len(data.valid),
+        len(data.test) if data.test is not None else "no",
+    )
+
+    # Model
+    model = create_model(cfg.arch, len(data.class_names), cfg.weights)
+    model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    # Optimizer, schedule, mixed precision
+    steps_per_epoch = len(train_loader)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    amp_dtype = amp_dtype_for(cfg, ctx.device)
+    scaler = (
+        torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and ctx.device.type == "cuda" else None
+    )
+
+    # Resume
+    start_epoch, start_step, history, partial = 0, 0, [], None
+    state = load_resume_state(cfg, ctx)
+    torch.manual_seed(cfg.seed + ctx.rank)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["lr_scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, start_step, history = state["epoch"], state["step"], list(state["history"])
+        if len(state["rng"]) == ctx.world_size:
+            set_rng_state(state["rng"][ctx.rank])
+            partial = state["partial_train"][ctx.rank] if start_step else None
+        elif start_step:
+            raise ConfigError("a mid-epoch checkpoint resumes only with the same number of processes")
+        log.info("resumed at epoch %d step %d of %d", start_epoch + 1, start_step, steps_per_epoch)
+        state = None
+
+    def checkpoint(epoch: int, step: int, meter: Accumulator | None) -> None:
+        if cfg.checkpoint_dir is None:
+            return
+        rngs = distributed.gather_objects(ctx, rng_state())
+        sums = meter.sums.cpu() if meter is not None and meter.sums is not None else None
+        partials = distributed.gather_objects(ctx, sums)
+        if ctx.is_main:
+            path = save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "lr_scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else {},
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                    "rng": rngs,
+                    "partial_train": partials,
+                    "args": cfg.to_dict(),
+                },
+                cfg.checkpoint_dir,
+            )
+            log.info("checkpoint (%d epochs + %d steps done) -> %s", epoch, step, path)
+        distributed.barrier(ctx)
+
+    show_progress = ctx.is_main and (cfg.progress if cfg.progress is not None else sys.stderr.isatty())
+    frozen = None
+    wrapped = model
+    for epoch in range(start_epoch, cfg.epochs):
+        if frozen != (epoch < cfg.freeze_epochs):
+            frozen = epoch < cfg.freeze_epochs
+            set_backbone_frozen(model, cfg.arch, frozen)
+            wrapped = wrap(model, cfg, ctx)
+            log.info("backbone %s", "frozen (training the head only)" if frozen else "trainable")
+        skip_steps = start_step if epoch == start_epoch else 0
+        data.train.set_epoch(epoch)
+        data.train_sampler.set_epoch(epoch, skip_samples=skip_steps * cfg.batch_size)
+        meter = Accumulator()
+        if partial is not None:
+            meter.sums = partial.to(ctx.device)
+            partial = None
+
+        wrapped.train()
+        set_frozen_norm_eval(model, cfg.arch, frozen)
+        progress = None
+        if show_progress:
+            from tqdm import tqdm
+
+            progress = tqdm(
+                total=steps_per_epoch,
+                initial=skip_steps,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+            )
+        started = time.perf_counter()
+        steps, images_done = train_one_epoch(
+            wrapped,
+            criterion,
+            optimizer,
+            scheduler,
+            scaler,
+            train_loader,
+            meter,
+            ctx,
+            cfg,
+            amp_dtype,
+            preemption,
+            progress,
+        )
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        if progress is not None:
+            progress.close()
+        if skip_steps + steps < steps_per_epoch:
+            log.warning("SIGTERM: stopping at epoch %d step %d", epoch + 1, skip_steps + steps)
+            checkpoint(epoch, skip_steps + steps, meter)
+            raise Preempted
+
+        distributed.broadcast_buffers(ctx, model)
+        train = meter.reduce(ctx)
+        images_done = distributed.all_reduce_sum(ctx, torch.tensor([float(images_done)])).item()
+        val = evaluate(model, valid_loader, ctx, cfg)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train["loss"],
+            "train_acc1": train["acc1"],
+            "val_loss": val["loss"],
+            "val_acc1": val["acc1"],
+            "val_acc5": val["acc5"],
+            "val_samples": val["samples"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "images_per_sec": images_done / max(seconds, 1e-9),
+            "epoch_seconds": seconds,
+        }
+        history.append(record)
+        log.info(epoch_line(record, cfg.epochs))
+        checkpoint(epoch + 1, 0, None)
+        if ctx.is_main:
+            write_metrics(cfg.output_dir, history, {"complete": False})
+            plot_curves(cfg.output_dir, history)
+        if distributed.any_rank(ctx, preemption.requested):
+            log.warning("SIGTERM after epoch %d: checkpoint saved, exiting", epoch + 1)
+            raise Preempted
+
+    # Test set, final metrics, artifact
+    summary: dict[str, Any] = {"complete": True, "world_size": ctx.world_size, "config": cfg.to_dict()}
+    if data.test is not None:
+        test_loader = data.loader(data.test, ShardSampler(len(data.test), ctx.rank, ctx.world_size), cfg)
+        test = evaluate(model, test_loader, ctx, cfg)
+        summary.update(
+            test_loss=test["loss"],
+            test_acc1=test["acc1"],
+            test_acc5=test["acc5"],
+            test_samples=test["samples"],
+        )
+        log.info(test_line(summary))
+    if ctx.is_main:
+        final = history[-1]
+        model_config = ModelConfig(
+            arch=cfg.arch,
+            class_names=data.class_names,
+            image_size=cfg.image_size,
+            resize_size=resize_size_for(cfg.image_size),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            metadata={
+                "torch": torch.__version__,
+                "epochs": cfg.epochs,
+                "val_acc1": final["val_acc1"],
+                "val_acc5": final["val_acc5"],
+                **{k: summary[k] for k in ("test_acc1", "test_acc5") if k in summary},
+                "weights": cfg.weights,
+                "world_size": ctx.world_size,
+                "seed": cfg.seed,
+            },
+        )
+        write_artifact(cfg.model_dir, export_state_dict(model), model_config)
+        write_metrics(cfg.output_dir, history, summary)
+        plot_curves(cfg.output_dir, history)
+        log.info("artifact written to %s; metrics in %s", cfg.model_dir, cfg.output_dir)
+    distributed.barrier(ctx)
+    return {"epochs": history, **summary}
+
+
+def cli(argv: list[str] | None = None) -> None:
+    try:
+        cfg = parse_config(argv)
+    except ConfigError as exc:
+        raise SystemExit(f"training.train: {exc}") from None
+    try:
+        main(cfg)
+    except Preempted:
+        sys.exit(EXIT_PREEMPTED)
+
+
+if __name__ == "__main__":
+    cli()
