@@ -1,17 +1,282 @@
-"""Prediction API (minimal first version; the serving issue hardens it)."""
+"""Prediction API: validates a request, calls the SageMaker endpoint, answers with the contract's table.
 
-import base64
+``handler(event, context)`` reads: parse and validate the event (``prediction_request``), invoke the
+endpoint, shape the response. Every failure is an ``ApiError`` and one function renders it; every
+response and every log line carries the request id.
+
+Environment (set by the CDK stack; names are part of its contract):
+
+* ``ENDPOINT_NAME`` (required): the SageMaker endpoint this function may invoke.
+* ``ENDPOINT_READ_TIMEOUT_SECONDS`` (default 10): socket read timeout for one attempt.
+* ``ENDPOINT_MAX_ATTEMPTS`` (default 2): attempts in botocore's "standard" retry mode, first one
+  included (throttling, 5xx and connection errors are retried with jittered backoff). The
+  function's own timeout must exceed attempts x (connect + read timeout) plus backoff.
+* ``MAX_IMAGE_BYTES`` (default 4 MiB): the largest decoded image accepted. A Function URL body is
+  at most 6 MB and base64 adds a third, so about 4.5 MB is the ceiling anyway.
+* ``MAX_TOP_K`` (default 20), ``ENDPOINT_CONNECT_TIMEOUT_SECONDS`` (default 2): optional.
+
+Only boto3 and the standard library, imported once at module level with the client: a cold start
+pays for them once and warm invocations reuse the client's connection pool.
+"""
+
+from __future__ import annotations
+
 import json
 import os
+import re
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
+import api_errors
 import boto3
+from api_errors import ApiError
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from prediction_request import Limits, PredictionRequest, parse_event
 
-ENDPOINT_NAME = os.environ["ENDPOINT_NAME"]
-_runtime = boto3.client("sagemaker-runtime")
+DEFAULT_TOP_K = 5
+# SageMaker endpoint names: 1-63 chars, ^[a-zA-Z0-9](-*[a-zA-Z0-9])* (botocore's service model).
+_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# Codes the endpoint's handler (inference/inference.py) puts in the first line of an error body.
+# Only these are taken from the model's answer; the message is always this function's own.
+_MODEL_CLIENT_ERRORS = {
+    400: {"invalid_image", "invalid_top_k"},
+    413: {"image_too_large"},
+    415: {"unsupported_image_format", "unsupported_media_type"},
+}
+_MODEL_ERROR_MESSAGES = {
+    "invalid_image": "the image could not be decoded: it is damaged, truncated or not an image",
+    "invalid_top_k": "the model rejected top_k",
+    "image_too_large": "the image has more pixels than the model accepts",
+    "unsupported_image_format": "the image format is not supported; send JPEG, PNG or WebP",
+    "unsupported_media_type": "the image format is not supported; send JPEG, PNG or WebP",
+}
+_THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
+_RESPONSE_HEADERS = {
+    "content-type": "application/json",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+}
 
 
-def handler(event, context):
-    body = event.get("body", "")
-    image = base64.b64decode(body) if event.get("isBase64Encoded") else base64.b64decode(event["image"])
-    response = _runtime.invoke_endpoint(EndpointName=ENDPOINT_NAME, ContentType="application/x-image", Body=image)
-    return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": response["Body"].read().decode()}
+class ConfigurationError(RuntimeError):
+    """A missing or invalid environment variable; raised at import, so the function fails to init."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint_name: str
+    read_timeout_seconds: float
+    connect_timeout_seconds: float
+    max_attempts: int
+    limits: Limits
+
+    @classmethod
+    def from_environment(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        name = env.get("ENDPOINT_NAME", "")
+        if not _ENDPOINT_NAME.match(name):
+            raise ConfigurationError("ENDPOINT_NAME must be set to a SageMaker endpoint name")
+        return cls(
+            endpoint_name=name,
+            read_timeout_seconds=_number(env, "ENDPOINT_READ_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
+            connect_timeout_seconds=_number(env, "ENDPOINT_CONNECT_TIMEOUT_SECONDS", 2.0, 0.1, 60.0),
+            max_attempts=int(_number(env, "ENDPOINT_MAX_ATTEMPTS", 2, 1, 10, integer=True)),
+            limits=Limits(
+                max_image_bytes=int(
+                    _number(env, "MAX_IMAGE_BYTES", 4 * 1024 * 1024, 1024, 6 * 1024 * 1024, True)
+                ),
+                max_top_k=int(_number(env, "MAX_TOP_K", 20, 1, 1000, integer=True)),
+                default_top_k=DEFAULT_TOP_K,
+            ),
+        )
+
+
+def _number(env: Any, key: str, default: float, low: float, high: float, integer: bool = False) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{key} must be {'an integer' if integer else 'a number'}, got {raw!r}"
+        ) from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{key} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def build_runtime_client(settings: Settings) -> Any:
+    """The one sagemaker-runtime client: explicit timeouts, bounded standard-mode retries."""
+    config = Config(
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        tcp_keepalive=True,
+    )
+    return boto3.client("sagemaker-runtime", config=config)
+
+
+SETTINGS = Settings.from_environment()
+RUNTIME = build_runtime_client(SETTINGS)
+_cold_start = True
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    global _cold_start
+    started = time.perf_counter()
+    request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+    log: dict[str, Any] = {"request_id": request_id, "cold_start": _cold_start}
+    _cold_start = False
+    try:
+        request = parse_event(event, SETTINGS.limits)
+        log.update(event_kind=request.event_kind, image_bytes=len(request.image), top_k=request.top_k)
+        log["content_type"] = request.content_type
+        body = invoke_endpoint(request, log)
+        response = _respond(200, {**body, "request_id": request_id}, request_id)
+        log.update(outcome="ok", status=200)
+    except ApiError as error:
+        response = _error_response(error, request_id)
+        log.update(outcome="rejected" if error.status in (400, 413, 415) else "failed")
+        log.update(status=error.status, error_code=error.code)
+    except Exception as exc:
+        # A bug here must still answer in the table's shape, without the exception's text.
+        error = api_errors.internal_error()
+        response = _error_response(error, request_id)
+        log.update(outcome="failed", status=error.status, error_code=error.code, exception=type(exc).__name__)
+    log["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    _log(log)
+    return response
+
+
+def invoke_endpoint(request: PredictionRequest, log: dict[str, Any]) -> dict[str, Any]:
+    """Call the endpoint; its answer as the API's success body, or an :class:`ApiError`."""
+    started = time.perf_counter()
+    try:
+        response = RUNTIME.invoke_endpoint(
+            EndpointName=SETTINGS.endpoint_name,
+            ContentType=request.content_type,
+            Accept="application/json",
+            CustomAttributes=f"top_k={request.top_k}",
+            Body=request.image,
+        )
+        payload = response["Body"].read()
+    except ClientError as exc:
+        log["attempts"] = _attempts(exc.response)
+        raise _endpoint_error(exc, log) from None
+    except ReadTimeoutError:
+        log["endpoint_error"] = "ReadTimeoutError"
+        raise api_errors.endpoint_timeout() from None
+    except (ConnectTimeoutError, EndpointConnectionError) as exc:
+        log["endpoint_error"] = type(exc).__name__
+        raise api_errors.endpoint_unavailable() from None
+    except BotoCoreError as exc:  # connection reset, credentials, ... : nothing the caller can fix
+        log["endpoint_error"] = type(exc).__name__
+        raise api_errors.endpoint_unavailable() from None
+    finally:
+        log["endpoint_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    log["attempts"] = _attempts(response)
+    variant = response.get("InvokedProductionVariant")
+    return _success_body(payload, request.top_k, variant, log)
+
+
+def _endpoint_error(exc: ClientError, log: dict[str, Any]) -> ApiError:
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    status = exc.response.get("OriginalStatusCode")
+    log["endpoint_error"] = code or "ClientError"
+    if code == "ModelError":
+        log["model_status"] = status
+        return _model_error(status, exc.response.get("OriginalMessage"))
+    if code in _THROTTLING_CODES:
+        return api_errors.throttled()
+    # ValidationError (no such endpoint: being created, deleted or renamed), ServiceUnavailable,
+    # InternalFailure, ModelNotReadyException, AccessDenied...: the caller cannot fix any of them.
+    log["endpoint_status"] = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return api_errors.endpoint_unavailable()
+
+
+def _model_error(status: Any, original_message: Any) -> ApiError:
+    """A 4xx the model answered is the caller's fault and keeps its status; anything else is a 502."""
+    allowed = _MODEL_CLIENT_ERRORS.get(status) if isinstance(status, int) else None
+    if not allowed:
+        return api_errors.model_failed()
+    code = _first_line_code(original_message)
+    if code not in allowed:
+        code = sorted(allowed)[0]
+    return ApiError(status, code, _MODEL_ERROR_MESSAGES[code])
+
+
+def _first_line_code(original_message: Any) -> str | None:
+    # The toolkit sends "<message>\n<traceback>"; our handler's message is one line of JSON.
+    if not isinstance(original_message, str):
+        return None
+    try:
+        document = json.loads(original_message.split("\n", 1)[0])
+        code = document["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
+def _success_body(payload: bytes, top_k: int, variant: Any, log: dict[str, Any]) -> dict[str, Any]:
+    try:
+        document = json.loads(payload)
+        predictions = [_prediction(entry) for entry in document["predictions"]]
+        model = document.get("model", {})
+        if not isinstance(model, dict):
+            raise TypeError("model is not an object")
+    except (ValueError, KeyError, TypeError):
+        log["endpoint_error"] = "InvalidModelResponse"
+        raise api_errors.model_failed() from None
+    predictions.sort(key=lambda entry: entry["probability"], reverse=True)
+    model_info = {key: model[key] for key in ("arch", "num_classes", "image_size", "version") if key in model}
+    if isinstance(variant, str):
+        model_info["variant"] = variant
+    return {"predictions": predictions[:top_k], "model": model_info}
+
+
+def _prediction(entry: Any) -> dict[str, Any]:
+    breed, index, probability = entry["breed"], entry["index"], entry["probability"]
+    if not isinstance(breed, str) or not isinstance(index, int) or not isinstance(probability, int | float):
+        raise TypeError("malformed prediction")
+    return {"breed": breed, "index": index, "probability": float(probability)}
+
+
+def _attempts(response: dict[str, Any]) -> int:
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
+
+
+def _error_response(error: ApiError, request_id: str) -> dict[str, Any]:
+    headers = {"retry-after": str(error.retry_after)} if error.retry_after else {}
+    return _respond(error.status, {**error.to_body(), "request_id": request_id}, request_id, headers)
+
+
+def _respond(
+    status: int, body: dict[str, Any], request_id: str, headers: dict[str, str] | None = None
+) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {**_RESPONSE_HEADERS, "x-request-id": request_id, **(headers or {})},
+        "body": json.dumps(body),
+    }
+
+
+def _log(fields: dict[str, Any]) -> None:
+    """One JSON object per line on stdout, which Lambda ships to CloudWatch Logs. Never the image."""
+    fields = {
+        "level": "ERROR" if fields.get("status", 500) >= 500 else "INFO",
+        "message": "request",
+        **fields,
+    }
+    sys.stdout.write(json.dumps(fields, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,71 @@
+"""The prediction API's error type: every failure becomes one of these, and one place renders it.
+
+The statuses are the contract's table (``shared/CONTRACT.md``); a status outside it is a bug.
+Messages are written here or in the validators, never copied from an AWS error or the model's
+output, so nothing internal (ARNs, stack traces, account ids) can reach the caller.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+# The contract's status table: every response the function returns has one of these.
+API_STATUSES = frozenset({200, 400, 413, 415, 429, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A failure with the HTTP status, a stable machine-readable code and a safe message."""
+
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
+        if status not in API_STATUSES or status == 200:
+            raise ValueError(f"status {status} is not an error status of the prediction API")
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def phrase(self) -> str:
+        return HTTPStatus(self.status).phrase
+
+    def to_body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def bad_request(code: str, message: str) -> ApiError:
+    return ApiError(400, code, message)
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, "image_too_large", message)
+
+
+def unsupported(code: str, message: str) -> ApiError:
+    return ApiError(415, code, message)
+
+
+# Answers for endpoint failures. The caller learns what happened and whether to retry; the log line
+# keeps the AWS error code and the model's status for whoever operates the endpoint.
+def throttled() -> ApiError:
+    return ApiError(429, "throttled", "the model endpoint is busy; retry after a short wait", retry_after=1)
+
+
+def model_failed() -> ApiError:
+    return ApiError(502, "model_error", "the model failed to process the image")
+
+
+def endpoint_unavailable() -> ApiError:
+    return ApiError(
+        503, "endpoint_unavailable", "the model endpoint is unavailable; retry later", retry_after=5
+    )
+
+
+def endpoint_timeout() -> ApiError:
+    return ApiError(504, "endpoint_timeout", "the model endpoint did not answer in time")
+
+
+def internal_error() -> ApiError:
+    # The table has no 500: a failure inside this function is reported like one of the model
+    # (the caller's remedy is the same), and the log line says which it was.
+    return ApiError(502, "internal_error", "the request could not be completed")
