@@ -1,0 +1,188 @@
+"""API: the prediction Lambda (lambda/), allowed to invoke one endpoint, behind an IAM Function URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.config import LOG_RETENTION_DAYS, StageConfig
+
+LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
+# Only the handler's sources are deployed: no caches, tests or local tooling.
+LAMBDA_EXCLUDES = ["__pycache__", "*.pyc", "tests", "test_*.py", ".pytest_cache", "*.md"]
+ALIAS_NAME = "live"
+RUNTIME_REASON = (
+    "Pinned to python3.13, the runtime the handler and its tests target (project toolchain Python 3.11+); "
+    "a runtime upgrade is a deliberate change made together with the handler's tests, not an implicit one."
+)
+
+NO_ASYNC_REASON = (
+    "The function is only invoked synchronously (Function URL / RequestResponse); it has no asynchronous "
+    "invocations or event source mappings whose failures a DLQ or destination would catch."
+)
+
+
+class PredictionFunction(Construct):
+    """The Lambda, its log group and role, the ``live`` alias (provisioned concurrency), the Function URL."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        endpoint_name: str,
+        endpoint_arn: str,
+        key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            retention=_retention(config.log_retention_days),
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN if config.production else RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"dogbreed {config.stage}: prediction API",
+        )
+        # Everything the function may do, in one customer-managed policy; the role handed to the function is
+        # immutable, so nothing (not even tracing=ACTIVE) can widen it behind this policy's back.
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                # The one permission that matters: invoke this endpoint, by the ARN the service reports.
+                iam.PolicyStatement(
+                    sid="InvokeThisEndpointOnly",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=[endpoint_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[f"{self.log_group.log_group_arn}"],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteTraces",
+                    actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                    resources=["*"],
+                ),
+            ],
+        )
+        Validations.of(self.policy).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords (tracing=ACTIVE) have no resource-level "
+                "permissions and require '*'.",
+            ),
+        )
+        self.role = role.without_policy_updates()
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=f"dogbreed {config.stage}: classify a dog photo with {config.endpoint_name}",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(LAMBDA_SOURCE), exclude=LAMBDA_EXCLUDES),
+            role=self.role,
+            memory_size=config.lambda_memory_mb,
+            timeout=Duration.seconds(config.lambda_timeout_seconds),
+            reserved_concurrent_executions=config.lambda_reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "ENDPOINT_NAME": endpoint_name,
+                # Timeout budget (see StageConfig.lambda_timeout_seconds): the Lambda timeout is
+                # attempts x (connect + read) + botocore backoff + margin, and read <= 60 s, SageMaker's
+                # real-time invoke limit, which the model server timeout also matches.
+                "ENDPOINT_CONNECT_TIMEOUT_SECONDS": str(config.endpoint_connect_timeout_seconds),
+                "ENDPOINT_READ_TIMEOUT_SECONDS": str(config.endpoint_read_timeout_seconds),
+                "ENDPOINT_MAX_ATTEMPTS": str(config.endpoint_max_attempts),
+                "MAX_IMAGE_BYTES": str(config.max_image_bytes),
+            },
+        )
+        # Attach the policy before the function exists, so its first invocation can already call the endpoint.
+        # Function adds a DependsOn on its role, redundant with the GetAtt (cfn-lint W3005): state the one
+        # dependency that matters instead.
+        cfn_function = self.function.node.default_child
+        cfn_function.add_override(
+            "DependsOn", [Stack.of(self).get_logical_id(self.policy.node.default_child)]
+        )
+        self.alias = lambda_.Alias(
+            self,
+            "LiveAlias",
+            alias_name=ALIAS_NAME,
+            version=self.function.current_version,
+            provisioned_concurrent_executions=config.lambda_provisioned_concurrency or None,
+        )
+        if config.provisioned_concurrency_autoscaling:
+            scaling = self.alias.add_auto_scaling(
+                min_capacity=max(config.lambda_provisioned_concurrency, 1),
+                max_capacity=config.lambda_provisioned_concurrency_max,
+            )
+            scaling.scale_on_utilization(utilization_target=config.lambda_provisioned_utilization_target)
+        self.url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+
+        Validations.of(self.function).acknowledge(
+            Acknowledgment(id="Serverless-LambdaDLQ", reason=NO_ASYNC_REASON),
+            Acknowledgment(id="NIST.800.53.R5-LambdaDLQ", reason=NO_ASYNC_REASON),
+            Acknowledgment(id="Serverless-LambdaAsyncFailureDestination", reason=NO_ASYNC_REASON),
+            Acknowledgment(
+                id="NIST.800.53.R5-LambdaInsideVPC",
+                reason="The function reaches only the SageMaker runtime and CloudWatch over AWS's TLS "
+                "endpoints with SigV4; it touches no private network resource, and a VPC would add "
+                "interface endpoints (cost) without narrowing what it can reach beyond its IAM policy.",
+            ),
+        )
+        Validations.of(self.function).acknowledge(
+            Acknowledgment(id="AwsSolutions-L1", reason=RUNTIME_REASON),
+            Acknowledgment(id="Serverless-LambdaLatestVersion", reason=RUNTIME_REASON),
+        )
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The RetentionDays member for a number of days that config validated against the same list."""
+    members = [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE]
+    return dict(zip(LOG_RETENTION_DAYS, members, strict=True))[days]
+
+
+class ApiStack(Stack):
+    """The public face of the model: an IAM-authenticated Function URL on the ``live`` alias."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        endpoint_name: str,
+        endpoint_arn: str,
+        key: kms.IKey,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        api = PredictionFunction(
+            self, "Prediction", config=config, endpoint_name=endpoint_name, endpoint_arn=endpoint_arn, key=key
+        )
+        self.function = api.function
+        CfnOutput(
+            self, "FunctionUrl", value=api.url.url, description="POST an image here (SigV4, service lambda)"
+        )
+        CfnOutput(self, "FunctionName", value=api.function.function_name, description="Prediction Lambda")
+        CfnOutput(
+            self, "AliasName", value=ALIAS_NAME, description="Alias that carries provisioned concurrency"
+        )

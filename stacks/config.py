@@ -1,0 +1,385 @@
+"""The one typed, validated configuration of a stage.
+
+Everything a stack may vary comes from here: ``cdk.json`` holds ``dogbreed:defaults`` and per-stage
+overrides under ``dogbreed:stages``; ``-c stage=NAME`` picks the stage and ``-c model_data_url=s3://...``
+names the model artifact. ``load_stage_config`` merges, validates and returns a frozen ``StageConfig``;
+any bad or missing value raises ``ConfigError`` with one line naming the key and what is allowed.
+Stacks receive the dataclass, never raw context.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULTS_CONTEXT_KEY = "dogbreed:defaults"
+STAGES_CONTEXT_KEY = "dogbreed:stages"
+PROJECT = "dogbreed"
+
+# SageMaker real-time InvokeEndpoint gives the container at most 60 s to answer
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/realtime-endpoints-test-endpoints.html).
+SAGEMAKER_INVOKE_LIMIT_SECONDS = 60
+# Lambda's synchronous payload limit is 6 MB and a Function URL body arrives base64-encoded (4/3 larger);
+# serverless endpoints accept at most 4 MB per request. 4,000,000 raw bytes fits both.
+MAX_IMAGE_BYTES_LIMIT = 4_000_000
+# Seconds added to the worst-case endpoint wait for the handler's own work (decode, validate, respond).
+LAMBDA_TIMEOUT_MARGIN_SECONDS = 3
+# botocore "standard" retry mode sleeps at most min(2 ** attempt, 20) s before each retry.
+BOTOCORE_MAX_BACKOFF_SECONDS = 20
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+SERVING_MODES = ("instance", "serverless")
+TRAFFIC_ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY")
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+# Instance families with local NVMe instance storage: SageMaker rejects a KmsKeyId for them because the
+# local volume is encrypted by the instance's hardware module (CreateEndpointConfig, KmsKeyId).
+LOCAL_NVME_INSTANCE_FAMILIES = (
+    "c5d",
+    "m5d",
+    "r5d",
+    "g4dn",
+    "g5",
+    "g6",
+    "g6e",
+    "p3dn",
+    "p4d",
+    "p4de",
+    "p5",
+    "inf2",
+)
+
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{1,11}$")
+_IMAGE_TAG = re.compile(r"^\d+\.\d+(\.\d+)?-(gpu|cpu)-py3\d+(-[a-z0-9.\-]+)?$")
+_ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_EC2_INSTANCE = re.compile(r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
+_EMAIL = re.compile(r"^$|^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+_MODEL_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>[^\s]+\.tar\.gz)$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or not allowed; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything that differs between stages. Field docs are in README.md, section Configuration."""
+
+    stage: str
+    model_data_url: str
+    production: bool
+    log_retention_days: int
+    # storage
+    checkpoint_expiration_days: int
+    noncurrent_version_expiration_days: int
+    access_log_expiration_days: int
+    data_capture_expiration_days: int
+    # training
+    training_image_tag: str
+    training_host_enabled: bool
+    training_host_instance_type: str
+    training_host_volume_gb: int
+    # serving
+    serving_mode: str
+    inference_image_tag: str
+    instance_type: str
+    min_instances: int
+    max_instances: int
+    # Issue 5 (benchmarks) derives the scaling targets from measurements; until then they are estimates.
+    target_invocations_per_instance: int
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
+    serverless_memory_mb: int
+    serverless_max_concurrency: int
+    data_capture_enabled: bool
+    data_capture_sampling_percent: int
+    traffic_routing: str
+    canary_percent: int
+    baking_period_seconds: int
+    alarm_latency_p99_ms: int
+    alarm_5xx_errors: int
+    alarm_4xx_rate_percent: int
+    alarm_email: str
+    # api
+    lambda_memory_mb: int
+    lambda_reserved_concurrency: int
+    lambda_provisioned_concurrency: int
+    lambda_provisioned_concurrency_max: int
+    lambda_provisioned_utilization_target: float
+    endpoint_connect_timeout_seconds: int
+    endpoint_read_timeout_seconds: int
+    endpoint_max_attempts: int
+    max_image_bytes: int
+
+    @property
+    def endpoint_name(self) -> str:
+        """Fixed per stage, so retraining updates the same endpoint and the Lambda never changes."""
+        return f"{PROJECT}-{self.stage}"
+
+    @property
+    def stack_prefix(self) -> str:
+        return f"{PROJECT}-{self.stage}"
+
+    @property
+    def model_bucket(self) -> str:
+        return _MODEL_URL.match(self.model_data_url)["bucket"]
+
+    @property
+    def model_key(self) -> str:
+        return _MODEL_URL.match(self.model_data_url)["key"]
+
+    @property
+    def is_serverless(self) -> bool:
+        return self.serving_mode == "serverless"
+
+    @property
+    def instance_has_local_nvme(self) -> bool:
+        family = self.instance_type.split(".")[1]
+        return family in LOCAL_NVME_INSTANCE_FAMILIES
+
+    @property
+    def provisioned_concurrency_autoscaling(self) -> bool:
+        return self.lambda_provisioned_concurrency_max > self.lambda_provisioned_concurrency
+
+    @property
+    def lambda_timeout_seconds(self) -> int:
+        """Worst case of the handler's endpoint call, plus a margin.
+
+        Each of ``endpoint_max_attempts`` attempts may wait ``connect + read`` seconds, and botocore's
+        standard mode sleeps up to min(2 ** n, 20) s before retry n; the Lambda must outlive all of it,
+        or the caller gets a Lambda timeout instead of the handler's 504.
+        """
+        attempts = self.endpoint_max_attempts
+        per_attempt = self.endpoint_connect_timeout_seconds + self.endpoint_read_timeout_seconds
+        backoff = sum(min(2**n, BOTOCORE_MAX_BACKOFF_SECONDS) for n in range(1, attempts))
+        return math.ceil(attempts * per_attempt + backoff + LAMBDA_TIMEOUT_MARGIN_SECONDS)
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+Check = Callable[[str, Any], Any]
+
+
+def _int(low: int, high: int) -> Check:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{key}: must be an integer from {low} to {high} (got {value!r})")
+        return value
+
+    return check
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: must be true or false (got {value!r})")
+    return value
+
+
+def _choice(choices: tuple) -> Check:
+    def check(key: str, value: Any) -> Any:
+        if value not in choices or isinstance(value, bool):
+            allowed = ", ".join(str(c) for c in choices)
+            raise ConfigError(f"{key}: must be one of {allowed} (got {value!r})")
+        return value
+
+    return check
+
+
+def _pattern(regex: re.Pattern, example: str) -> Check:
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ConfigError(f"{key}: must look like {example} (got {value!r})")
+        return value
+
+    return check
+
+
+def _fraction(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 0.9:
+        raise ConfigError(f"{key}: must be a number from 0.1 to 0.9 (got {value!r})")
+    return float(value)
+
+
+_CHECKS: dict[str, Check] = {
+    "production": _bool,
+    "log_retention_days": _choice(LOG_RETENTION_DAYS),
+    "checkpoint_expiration_days": _int(1, 3650),
+    "noncurrent_version_expiration_days": _int(1, 3650),
+    "access_log_expiration_days": _int(1, 3650),
+    "data_capture_expiration_days": _int(1, 3650),
+    "training_image_tag": _pattern(_IMAGE_TAG, "2.6.0-gpu-py312"),
+    "training_host_enabled": _bool,
+    "training_host_instance_type": _pattern(_EC2_INSTANCE, "g5.xlarge"),
+    "training_host_volume_gb": _int(100, 2000),
+    "serving_mode": _choice(SERVING_MODES),
+    "inference_image_tag": _pattern(_IMAGE_TAG, "2.6.0-gpu-py312"),
+    "instance_type": _pattern(_ML_INSTANCE, "ml.g4dn.xlarge"),
+    "min_instances": _int(1, 100),
+    "max_instances": _int(1, 100),
+    "target_invocations_per_instance": _int(1, 100_000),
+    "scale_in_cooldown_seconds": _int(0, 3600),
+    "scale_out_cooldown_seconds": _int(0, 3600),
+    "serverless_memory_mb": _choice(SERVERLESS_MEMORY_MB),
+    "serverless_max_concurrency": _int(1, 200),
+    "data_capture_enabled": _bool,
+    "data_capture_sampling_percent": _int(1, 100),
+    "traffic_routing": _choice(TRAFFIC_ROUTING_TYPES),
+    "canary_percent": _int(1, 50),
+    "baking_period_seconds": _int(0, 3600),
+    "alarm_latency_p99_ms": _int(1, SAGEMAKER_INVOKE_LIMIT_SECONDS * 1000),
+    "alarm_5xx_errors": _int(1, 100_000),
+    "alarm_4xx_rate_percent": _int(1, 100),
+    "alarm_email": _pattern(_EMAIL, 'ops@example.com, or "" for no subscription'),
+    "lambda_memory_mb": _int(128, 10240),
+    "lambda_reserved_concurrency": _int(1, 1000),
+    "lambda_provisioned_concurrency": _int(0, 1000),
+    "lambda_provisioned_concurrency_max": _int(0, 1000),
+    "lambda_provisioned_utilization_target": _fraction,
+    "endpoint_connect_timeout_seconds": _int(1, 10),
+    "endpoint_read_timeout_seconds": _int(1, SAGEMAKER_INVOKE_LIMIT_SECONDS),
+    "endpoint_max_attempts": _int(1, 5),
+    "max_image_bytes": _int(1024, MAX_IMAGE_BYTES_LIMIT),
+}
+CONFIG_KEYS = tuple(_CHECKS)
+
+
+def _check_model_data_url(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            "model_data_url: missing; pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz "
+            "(the artifact training uploaded)"
+        )
+    if not _MODEL_URL.match(value):
+        raise ConfigError(f"model_data_url: must be an s3://BUCKET/KEY.tar.gz URL (got {value!r})")
+    return value
+
+
+def _check_consistency(c: StageConfig) -> None:
+    """Rules that span keys; each names the key to change."""
+    prefix = f"{STAGES_CONTEXT_KEY}.{c.stage}"
+    if c.max_instances < c.min_instances:
+        raise ConfigError(
+            f"{prefix}.max_instances: must be >= min_instances ({c.min_instances}) (got {c.max_instances})"
+        )
+    if c.stage == "prod" and not c.production:
+        raise ConfigError(f"{prefix}.production: must be true for the prod stage (got False)")
+    if c.production and c.min_instances < 2 and not c.is_serverless:
+        raise ConfigError(
+            f"{prefix}.min_instances: must be >= 2 in a production stage, so the endpoint spans two "
+            f"Availability Zones (got {c.min_instances})"
+        )
+    if c.production and c.is_serverless:
+        raise ConfigError(
+            f"{prefix}.serving_mode: must be instance in a production stage (serverless has no GPU, "
+            "network isolation or data capture) (got 'serverless')"
+        )
+    device = "cpu" if c.is_serverless else ("gpu" if _is_gpu_instance(c.instance_type) else "cpu")
+    if f"-{device}-" not in c.inference_image_tag:
+        raise ConfigError(
+            f"{prefix}.inference_image_tag: must be a -{device}- image for serving_mode={c.serving_mode} "
+            f"and instance_type={c.instance_type} (got {c.inference_image_tag!r})"
+        )
+    if c.is_serverless and c.data_capture_enabled:
+        raise ConfigError(
+            f"{prefix}.data_capture_enabled: must be false when serving_mode is serverless "
+            "(serverless endpoints do not support data capture)"
+        )
+    if c.lambda_provisioned_concurrency_max < c.lambda_provisioned_concurrency:
+        raise ConfigError(
+            f"{prefix}.lambda_provisioned_concurrency_max: must be >= lambda_provisioned_concurrency "
+            f"({c.lambda_provisioned_concurrency}) (got {c.lambda_provisioned_concurrency_max})"
+        )
+    if c.lambda_provisioned_concurrency_max > c.lambda_reserved_concurrency:
+        raise ConfigError(
+            f"{prefix}.lambda_provisioned_concurrency_max: must be <= lambda_reserved_concurrency "
+            f"({c.lambda_reserved_concurrency}) (got {c.lambda_provisioned_concurrency_max})"
+        )
+    if c.production and not c.provisioned_concurrency_autoscaling:
+        raise ConfigError(
+            f"{prefix}.lambda_provisioned_concurrency_max: must be > lambda_provisioned_concurrency in a "
+            f"production stage, which autoscales provisioned concurrency "
+            f"(got {c.lambda_provisioned_concurrency_max})"
+        )
+    if c.traffic_routing == "CANARY" and c.is_serverless:
+        raise ConfigError(
+            f"{prefix}.traffic_routing: must be ALL_AT_ONCE when serving_mode is serverless (got 'CANARY')"
+        )
+
+
+def _is_gpu_instance(instance_type: str) -> bool:
+    family = instance_type.split(".")[1]
+    return family.startswith(("g", "p"))
+
+
+def load_stage_config(context: Callable[[str], Any]) -> StageConfig:
+    """Build the stage's config from CDK context (``app.node.try_get_context``); raise ConfigError."""
+    defaults = context(DEFAULTS_CONTEXT_KEY)
+    stages = context(STAGES_CONTEXT_KEY)
+    if not isinstance(defaults, Mapping) or not isinstance(stages, Mapping) or not stages:
+        raise ConfigError(
+            f"cdk.json: context must hold {DEFAULTS_CONTEXT_KEY!r} and {STAGES_CONTEXT_KEY!r} objects"
+        )
+    stage = context("stage")
+    allowed_stages = ", ".join(sorted(stages))
+    if not stage:
+        raise ConfigError(f"stage: missing; pass -c stage=NAME with NAME one of {allowed_stages}")
+    if not isinstance(stage, str) or stage not in stages:
+        raise ConfigError(f"stage: must be one of {allowed_stages} (got {stage!r})")
+    if not _STAGE_NAME.match(stage):
+        raise ConfigError(
+            f"stage: must be 2-12 lower-case letters or digits, starting with a letter (got {stage!r})"
+        )
+    overrides = stages[stage]
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{STAGES_CONTEXT_KEY}.{stage}: must be an object of config keys")
+
+    values: dict[str, Any] = {}
+    for source, mapping in ((DEFAULTS_CONTEXT_KEY, defaults), (f"{STAGES_CONTEXT_KEY}.{stage}", overrides)):
+        unknown = sorted(set(mapping) - set(CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"{source}.{unknown[0]}: unknown key; allowed keys are listed in README.md")
+        values.update(mapping)
+
+    checked: dict[str, Any] = {}
+    for key, check in _CHECKS.items():
+        where = f"{STAGES_CONTEXT_KEY}.{stage}.{key}"
+        if key not in values:
+            raise ConfigError(f"{where}: missing; set it in {DEFAULTS_CONTEXT_KEY} or the stage")
+        checked[key] = check(where, values[key])
+
+    config = StageConfig(
+        stage=stage, model_data_url=_check_model_data_url(context("model_data_url")), **checked
+    )
+    _check_consistency(config)
+    return config
+
+
+def config_field_names() -> tuple[str, ...]:
+    """The cdk.json keys, in declaration order (stage and model_data_url come from -c)."""
+    return tuple(f.name for f in fields(StageConfig) if f.name not in ("stage", "model_data_url"))

@@ -1,0 +1,1 @@
+"""Small constructs, each owning one thing; stacks wire them together."""

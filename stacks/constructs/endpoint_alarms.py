@@ -1,0 +1,134 @@
+"""Endpoint alarms (the blue/green rollback triggers) and the operations dashboard."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks.config import StageConfig
+
+VARIANT_NAME = "AllTraffic"
+PERIOD = Duration.minutes(1)
+
+
+class EndpointAlarms(Construct):
+    """p99 model latency, 5xx count and 4xx rate of the endpoint's one variant.
+
+    The dimensions use the fixed endpoint name (not a reference to the endpoint) because the endpoint's
+    AutoRollbackConfiguration references these alarms: a reference back would be a cycle.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        # Every alarm also notifies this topic (encrypted with the project key, TLS-only publishing).
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            display_name=f"{config.endpoint_name} endpoint alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
+
+        def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map=dimensions,
+                statistic=statistic,
+                period=PERIOD,
+            )
+
+        self.invocations = metric("Invocations", "Sum")
+        self.errors_4xx = metric("Invocation4XXErrors", "Sum")
+        self.errors_5xx = metric("Invocation5XXErrors", "Sum")
+        self.model_latency_p99 = metric("ModelLatency", "p99")
+        self.model_latency_p50 = metric("ModelLatency", "p50")
+        self.overhead_latency_p99 = metric("OverheadLatency", "p99")
+        self.instance_count = metric("CPUUtilization", "SampleCount", namespace="/aws/sagemaker/Endpoints")
+        self.gpu_utilization = metric("GPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
+        self.cpu_utilization = metric("CPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
+
+        self.latency = cloudwatch.Alarm(
+            self,
+            "ModelLatencyP99",
+            alarm_description=f"{config.endpoint_name}: p99 ModelLatency > {config.alarm_latency_p99_ms} ms",
+            metric=self.model_latency_p99,
+            # ModelLatency is reported in microseconds.
+            threshold=config.alarm_latency_p99_ms * 1000,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.server_errors = cloudwatch.Alarm(
+            self,
+            "Invocation5XXErrors",
+            alarm_description=f"{config.endpoint_name}: {config.alarm_5xx_errors}+ 5xx errors a minute",
+            metric=self.errors_5xx,
+            threshold=config.alarm_5xx_errors,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        # A rate, not a count: 4xx errors grow with traffic, and a bad model can turn good requests into 4xx.
+        self.client_error_rate = cloudwatch.Alarm(
+            self,
+            "Invocation4XXRate",
+            alarm_description=f"{config.endpoint_name}: over {config.alarm_4xx_rate_percent}% 4xx errors",
+            metric=cloudwatch.MathExpression(
+                expression="IF(invocations > 0, 100 * errors / invocations, 0)",
+                using_metrics={"errors": self.errors_4xx, "invocations": self.invocations},
+                label="Invocation4XXErrors %",
+                period=PERIOD,
+            ),
+            threshold=config.alarm_4xx_rate_percent,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.rollback_alarms = [self.latency, self.server_errors, self.client_error_rate]
+        notify = cloudwatch_actions.SnsAction(self.topic)
+        for alarm in self.rollback_alarms:
+            alarm.add_alarm_action(notify)
+            alarm.add_ok_action(notify)
+
+
+class EndpointDashboard(Construct):
+    """One dashboard per stage: traffic, errors, latency, capacity."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, alarms: EndpointAlarms
+    ) -> None:
+        super().__init__(scope, construct_id)
+        dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{config.endpoint_name}-endpoint",
+            default_interval=Duration.hours(3),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Invocations", left=[alarms.invocations], width=8),
+            cloudwatch.GraphWidget(title="Errors", left=[alarms.errors_4xx, alarms.errors_5xx], width=8),
+            cloudwatch.GraphWidget(
+                title="Latency (microseconds)",
+                left=[alarms.model_latency_p50, alarms.model_latency_p99, alarms.overhead_latency_p99],
+                width=8,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Rollback alarms", alarms=alarms.rollback_alarms, width=8),
+            cloudwatch.GraphWidget(
+                title="Utilization (%)", left=[alarms.cpu_utilization, alarms.gpu_utilization], width=8
+            ),
+            cloudwatch.GraphWidget(title="Instances reporting", left=[alarms.instance_count], width=8),
+        )

@@ -1,0 +1,130 @@
+"""The SageMaker Model: PyTorch inference DLC + model.tar.gz, and a role that can touch only those."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.config import StageConfig
+from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
+from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
+
+
+class InferenceModel(Construct):
+    """A ``CfnModel`` whose name CloudFormation generates.
+
+    A new ``model_data_url`` changes the container definition, which requires replacement: CloudFormation
+    creates a model under a new generated name and the endpoint config that references it is replaced too,
+    so the endpoint (fixed name) is updated in place.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        key: kms.IKey,
+        artifacts: ArtifactBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        image = DlcImage(
+            self, "InferenceImage", repository="pytorch-inference", tag=config.inference_image_tag
+        )
+        self.image_uri = image.image_uri
+        log_group_arn = (
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
+            f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
+        )
+        artifact_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_bucket}/{config.model_key}"
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"dogbreed {config.stage}: SageMaker model {config.endpoint_name}",
+        )
+        statements = [
+            iam.PolicyStatement(sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[artifact_arn]),
+            # The artifact normally lives in the project bucket, encrypted with the project key; the key is
+            # usable only through S3 (kms:ViaService), not directly.
+            iam.PolicyStatement(
+                sid="DecryptModelArtifact",
+                actions=["kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="WriteEndpointLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[f"{log_group_arn}:log-stream:*"],
+            ),
+            iam.PolicyStatement(
+                sid="CreateEndpointLogGroup",
+                actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                resources=[f"{log_group_arn}:*"],
+            ),
+            *image.pull_statements(),
+        ]
+        if config.data_capture_enabled:
+            statements += [
+                iam.PolicyStatement(
+                    sid="WriteDataCapture",
+                    actions=["s3:PutObject"],
+                    resources=[artifacts.objects_arn(f"{DATA_CAPTURE_PREFIX}*")],
+                ),
+                iam.PolicyStatement(
+                    sid="EncryptDataCapture",
+                    actions=["kms:GenerateDataKey", "kms:Encrypt"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                ),
+            ]
+        policy = iam.ManagedPolicy(self, "Policy", statements=statements, roles=[self.role])
+
+        acknowledgments = [
+            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=ECR_AUTH_REASON),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+                f"log-group:/aws/sagemaker/Endpoints/{config.endpoint_name}:log-stream:*]",
+                reason="The container writes one log stream per instance and worker, with generated names.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+                f"log-group:/aws/sagemaker/Endpoints/{config.endpoint_name}:*]",
+                reason="Scoped to this endpoint's own log group; the suffix covers its streams.",
+            ),
+        ]
+        if config.data_capture_enabled:
+            acknowledgments.append(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, DATA_CAPTURE_PREFIX)}*]",
+                    reason="Data capture writes one object per captured batch under the data-capture prefix.",
+                )
+            )
+        Validations.of(policy).acknowledge(*acknowledgments)
+
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image.image_uri,
+                model_data_url=config.model_data_url,
+                environment={
+                    # The SageMaker PyTorch toolkit loads code/inference.py from the artifact.
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    # The model server gives up at the same time as the Lambda's read timeout, so a slow
+                    # request is not left running after the client has gone (both <= the 60 s invoke limit).
+                    "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(config.endpoint_read_timeout_seconds),
+                },
+            ),
+            # No outbound network from the container: the artifact is self-contained (contract), and
+            # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.
+            enable_network_isolation=not config.is_serverless,
+        )
+        self.model.node.add_dependency(policy)

@@ -1,0 +1,209 @@
+"""Serving: Model -> EndpointConfig -> Endpoint (fixed name, blue/green + auto-rollback), scaling, alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.config import StageConfig
+from stacks.constructs.endpoint_alarms import VARIANT_NAME, EndpointAlarms, EndpointDashboard
+from stacks.constructs.inference_model import InferenceModel
+from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
+
+# Blue/green must finish (or roll back) within this time; the green fleet of GPU instances plus the
+# baking period fits comfortably (API range 600-14400 s).
+MAX_DEPLOYMENT_SECONDS = 3600
+# The old (blue) fleet lingers this long after the traffic shift, for an instant manual rollback.
+TERMINATION_WAIT_SECONDS = 300
+# Loading torch, the weights and a CUDA context on a cold g4dn instance; the default (60-3600 s) is not enough
+# on the first pull of the multi-GB DLC.
+CONTAINER_STARTUP_SECONDS = 600
+
+
+class InferenceEndpointConfig(Construct):
+    """The endpoint configuration (one variant), instance-based on a GPU type or serverless."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        model: sagemaker.CfnModel,
+        key: kms.IKey,
+        artifacts: ArtifactBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if config.is_serverless:
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                model_name=model.attr_model_name,
+                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    memory_size_in_mb=config.serverless_memory_mb,
+                    max_concurrency=config.serverless_max_concurrency,
+                ),
+            )
+        else:
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                model_name=model.attr_model_name,
+                instance_type=config.instance_type,
+                initial_instance_count=config.min_instances,
+                initial_variant_weight=1,
+                container_startup_health_check_timeout_in_seconds=CONTAINER_STARTUP_SECONDS,
+                model_data_download_timeout_in_seconds=CONTAINER_STARTUP_SECONDS,
+            )
+        data_capture = None
+        if config.data_capture_enabled:
+            data_capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=True,
+                initial_sampling_percentage=config.data_capture_sampling_percent,
+                destination_s3_uri=f"s3://{artifacts.bucket_name}/{DATA_CAPTURE_PREFIX.rstrip('/')}",
+                kms_key_id=key.key_arn,
+                capture_options=[
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+                ],
+            )
+        # Instance types with local NVMe storage (g4dn, g5, ...) encrypt it in hardware, and
+        # CreateEndpointConfig rejects a KmsKeyId for them; serverless endpoints have no ML storage volume.
+        volume_key = None if (config.is_serverless or config.instance_has_local_nvme) else key.key_arn
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            production_variants=[variant],
+            kms_key_id=volume_key,
+            data_capture_config=data_capture,
+        )
+        if volume_key is None:
+            reason = (
+                "Serverless endpoints have no ML storage volume, so there is no volume for a KmsKeyId "
+                "to encrypt."
+                if config.is_serverless
+                else f"{config.instance_type} has local NVMe instance storage, encrypted by the instance's "
+                "hardware module; SageMaker rejects a KmsKeyId for instance types with local storage."
+            )
+            Validations.of(self.endpoint_config).acknowledge(
+                Acknowledgment(id="AwsSolutions-SM2", reason=reason),
+                Acknowledgment(
+                    id="NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", reason=reason
+                ),
+            )
+
+
+class InferenceEndpoint(Construct):
+    """The endpoint, under a fixed name, with blue/green deployment and auto-rollback on the alarms."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        endpoint_config: sagemaker.CfnEndpointConfig,
+        alarms: EndpointAlarms,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if config.traffic_routing == "CANARY":
+            routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                type="CANARY",
+                canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(
+                    type="CAPACITY_PERCENT", value=config.canary_percent
+                ),
+                wait_interval_in_seconds=config.baking_period_seconds,
+            )
+        else:
+            routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                type="ALL_AT_ONCE", wait_interval_in_seconds=config.baking_period_seconds
+            )
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=config.endpoint_name,
+            endpoint_config_name=endpoint_config.attr_endpoint_config_name,
+            deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=routing,
+                    maximum_execution_timeout_in_seconds=MAX_DEPLOYMENT_SECONDS,
+                    termination_wait_in_seconds=TERMINATION_WAIT_SECONDS,
+                ),
+                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[
+                        sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name)
+                        for alarm in alarms.rollback_alarms
+                    ]
+                ),
+            ),
+        )
+        self.endpoint_name = self.endpoint.attr_endpoint_name
+        # Endpoint ARNs are lower-case whatever the name's case: take the service's value, never a format().
+        self.endpoint_arn = self.endpoint.attr_endpoint_arn
+
+
+class EndpointAutoScaling(Construct):
+    """Instance count between min and max, tracking invocations per instance.
+
+    Changing only the model keeps the scalable target valid during a blue/green update; changing the
+    instance type requires deregistering it first (SageMaker "Update endpoints that use auto scaling").
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, endpoint: sagemaker.CfnEndpoint
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.target = appscaling.ScalableTarget(
+            self,
+            "Target",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{config.endpoint_name}/variant/{VARIANT_NAME}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=config.min_instances,
+            max_capacity=config.max_instances,
+        )
+        self.target.node.add_dependency(endpoint)
+        # Target and cooldowns come from config; issue 5 (benchmarks) derives them from measured throughput.
+        self.target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=config.target_invocations_per_instance,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=Duration.seconds(config.scale_in_cooldown_seconds),
+            scale_out_cooldown=Duration.seconds(config.scale_out_cooldown_seconds),
+        )
+
+
+class ServingStack(Stack):
+    """The SageMaker endpoint and what keeps it healthy. Exposes ``endpoint_name`` and ``endpoint_arn``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        artifacts: ArtifactBucket,
+        key: kms.IKey,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        model = InferenceModel(self, "Model", config=config, key=key, artifacts=artifacts)
+        endpoint_config = InferenceEndpointConfig(
+            self, "Config", config=config, model=model.model, key=key, artifacts=artifacts
+        ).endpoint_config
+        alarms = EndpointAlarms(self, "Alarms", config=config, key=key)
+        endpoint = InferenceEndpoint(
+            self, "Endpoint", config=config, endpoint_config=endpoint_config, alarms=alarms
+        )
+        self.endpoint_name = endpoint.endpoint_name
+        self.endpoint_arn = endpoint.endpoint_arn
+        if not config.is_serverless:
+            EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
+        EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)
+
+        CfnOutput(self, "EndpointName", value=endpoint.endpoint_name, description="SageMaker endpoint name")
+        CfnOutput(
+            self, "AlarmTopicArn", value=alarms.topic.topic_arn, description="Endpoint alarm notifications"
+        )
+        CfnOutput(self, "ModelImageUri", value=model.image_uri, description="PyTorch inference DLC image")

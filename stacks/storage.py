@@ -1,0 +1,201 @@
+"""Storage: the KMS key and the bucket for data, checkpoints, training output and model artifacts."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import StageConfig
+
+# The prefixes the training launcher and the serving stack agree on (CfnOutputs of the training stack).
+DATA_PREFIX = "data/"
+OUTPUT_PREFIX = "training-output/"
+CHECKPOINT_PREFIX = "checkpoints/"
+MODELS_PREFIX = "models/"
+DATA_CAPTURE_PREFIX = "data-capture/"
+ACCESS_LOG_PREFIX = "artifacts-bucket/"
+
+REPLICATION_REASON = (
+    "Single-region project: the data set is re-downloadable and models are re-trainable; versioning plus "
+    "a RETAIN policy protect against deletion, and cross-region replication would double storage cost."
+)
+
+
+class ProjectKey(Construct):
+    """The customer-managed key for the bucket, SageMaker volumes, data capture and log groups."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            alias=f"alias/{config.stack_prefix}",
+            description=f"dogbreed {config.stage}: S3 objects, SageMaker volumes, data capture, log groups",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # CloudWatch Logs encrypts a log group with a CMK only if the key policy lets the regional logs
+        # service use it, scoped to this account's log groups by encryption context
+        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
+
+        # CloudWatch alarms publish to the KMS-encrypted alarm topic only if the key lets them
+        # (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+
+
+class AccessLogBucket(Construct):
+    """Destination of the artifact bucket's server access logs."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            # S3 server access logging delivers only to SSE-S3 buckets, never SSE-KMS
+            # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(config.access_log_expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+        Validations.of(self.bucket).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the access-log destination; logging it into itself would loop.",
+            ),
+            Acknowledgment(
+                id="NIST.800.53.R5-S3BucketLoggingEnabled",
+                reason="This is the access-log destination; logging it into itself would loop.",
+            ),
+            Acknowledgment(
+                id="NIST.800.53.R5-S3DefaultEncryptionKMS",
+                reason="S3 server access logs can only be delivered to SSE-S3 buckets, not SSE-KMS.",
+            ),
+            Acknowledgment(id="NIST.800.53.R5-S3BucketReplicationEnabled", reason=REPLICATION_REASON),
+        )
+
+
+class ArtifactBucket(Construct):
+    """The project bucket: KMS, no public access, TLS only, versioned, logged, with lifecycle rules.
+
+    Its name is derived from the stage, account and region (unique, and known to the launcher without a
+    lookup). ``objects_arn(prefix)`` builds object ARNs from that name and pseudo parameters only, so a
+    policy in another stack needs no cross-stack reference for them and cdk-nag's findings on the
+    prefix wildcards have stable ids that the acknowledgements next to those policies can name.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        key: kms.IKey,
+        access_logs: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket_name = f"{config.stack_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=self.bucket_name,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            # An S3 Bucket Key cuts KMS requests (and cost) for the many small files of an image data set.
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix=ACCESS_LOG_PREFIX,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-checkpoints",
+                    prefix=CHECKPOINT_PREFIX,
+                    expiration=Duration.days(config.checkpoint_expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-data-capture",
+                    prefix=DATA_CAPTURE_PREFIX,
+                    expiration=Duration.days(config.data_capture_expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-old-versions",
+                    noncurrent_version_expiration=Duration.days(config.noncurrent_version_expiration_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                    expired_object_delete_marker=True,
+                ),
+            ],
+        )
+        Validations.of(self.bucket).acknowledge(
+            Acknowledgment(id="NIST.800.53.R5-S3BucketReplicationEnabled", reason=REPLICATION_REASON),
+        )
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}"
+
+    def objects_arn(self, pattern: str) -> str:
+        return f"{self.bucket_arn}/{pattern}"
+
+    @staticmethod
+    def nag_arn(config: StageConfig, pattern: str) -> str:
+        """How cdk-nag prints ``objects_arn(pattern)`` in a finding id."""
+        return f"arn:<AWS::Partition>:s3:::{config.stack_prefix}-<AWS::AccountId>-<AWS::Region>/{pattern}"
+
+
+class StorageStack(Stack):
+    """KMS key + artifact bucket (+ its access-log bucket). Everything is retained on stack deletion."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.key = ProjectKey(self, "ProjectKey", config=config).key
+        access_logs = AccessLogBucket(self, "AccessLogs", config=config).bucket
+        self.artifacts = ArtifactBucket(
+            self, "Artifacts", config=config, key=self.key, access_logs=access_logs
+        )
+        self.bucket = self.artifacts.bucket

@@ -1,0 +1,159 @@
+"""Training: the least-privilege SageMaker training role and the outputs the launcher reads."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, CfnOutput, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from stacks.config import StageConfig
+from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
+from stacks.storage import CHECKPOINT_PREFIX, DATA_PREFIX, MODELS_PREFIX, OUTPUT_PREFIX, ArtifactBucket
+
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# SageMaker publishes training metrics (the algorithm's metric definitions) under this namespace.
+TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+
+
+class SageMakerTrainingRole(Construct):
+    """Execution role of the SageMaker training job.
+
+    It reads ``data/`` (and ``checkpoints/`` to resume a spot-interrupted job), writes ``training-output/``
+    and ``checkpoints/``, pulls one DLC repository, writes its own log group and metric namespace, and uses
+    the project key. Nothing else: no AWS managed policy, no other bucket.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        artifacts: ArtifactBucket,
+        key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        image = DlcImage(self, "TrainingImage", repository="pytorch-training", tag=config.training_image_tag)
+        self.image_uri = image.image_uri
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"dogbreed {config.stage}: SageMaker training jobs",
+        )
+        self.role = role
+
+        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
+        writable = [f"{OUTPUT_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
+        statements = [
+            iam.PolicyStatement(
+                sid="ListProjectPrefixes",
+                actions=["s3:ListBucket"],
+                resources=[artifacts.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [*readable, f"{OUTPUT_PREFIX}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadDataAndCheckpoints",
+                actions=["s3:GetObject"],
+                resources=[artifacts.objects_arn(p) for p in readable],
+            ),
+            iam.PolicyStatement(
+                sid="WriteOutputAndCheckpoints",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[artifacts.objects_arn(p) for p in writable],
+            ),
+            iam.PolicyStatement(
+                sid="UseProjectKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[key.key_arn],
+            ),
+            iam.PolicyStatement(
+                sid="WriteTrainingLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{TRAINING_LOG_GROUP}:*"
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="CreateTrainingLogGroup",
+                actions=["logs:CreateLogGroup"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{TRAINING_LOG_GROUP}"
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="PutTrainingMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}},
+            ),
+            *image.pull_statements(),
+        ]
+        policy = iam.ManagedPolicy(self, "Policy", statements=statements, roles=[role])
+        Validations.of(policy).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]", reason=f"{ECR_AUTH_REASON} {_METRICS_REASON}"
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, DATA_PREFIX)}*]",
+                reason="Training reads every object of the data prefix (one file per image).",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, CHECKPOINT_PREFIX)}*]",
+                reason="SageMaker syncs checkpoint files of changing names under the checkpoint prefix.",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, OUTPUT_PREFIX)}*]",
+                reason="SageMaker writes <job>/output/model.tar.gz under the output prefix; job names vary.",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+                f"log-group:{TRAINING_LOG_GROUP}:*]",
+                reason="Each training job writes its own log streams, named after the job, in this group.",
+            ),
+        )
+
+
+_METRICS_REASON = (
+    "cloudwatch:PutMetricData has no resource-level permissions; it is limited by a cloudwatch:namespace "
+    "condition to the training namespace."
+)
+
+
+class TrainingStack(Stack):
+    """The SageMaker training role (and, if enabled, the EC2 GPU host) plus the launcher's outputs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        artifacts: ArtifactBucket,
+        key: kms.IKey,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        training = SageMakerTrainingRole(
+            self, "SageMakerTraining", config=config, artifacts=artifacts, key=key
+        )
+        self.role = training.role
+
+        if config.training_host_enabled:
+            from stacks.constructs.training_host import GpuTrainingHost
+
+            GpuTrainingHost(self, "GpuTrainingHost", config=config, artifacts=artifacts, key=key)
+
+        outputs = {
+            "TrainingRoleArn": (training.role.role_arn, "Execution role of SageMaker training jobs"),
+            "BucketName": (artifacts.bucket_name, "Bucket for data, checkpoints, training output, models"),
+            "DataPrefix": (DATA_PREFIX, "Prefix of the ImageFolder data set (train/ valid/ test/)"),
+            "OutputPrefix": (OUTPUT_PREFIX, "Prefix SageMaker writes <job>/output/model.tar.gz under"),
+            "CheckpointPrefix": (CHECKPOINT_PREFIX, "Prefix of the managed-spot checkpoints"),
+            "ModelsPrefix": (MODELS_PREFIX, "Prefix for promoted, deployable model.tar.gz artifacts"),
+            "KmsKeyArn": (key.key_arn, "Project KMS key (output and volume encryption)"),
+            "TrainingImageUri": (training.image_uri, "PyTorch training DLC image for this region"),
+        }
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)
