@@ -1,0 +1,145 @@
+"""Serving test fixtures: a really trained artifact, local endpoints, freshly imported Lambda handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_DIR = REPO_ROOT / "lambda"
+# The repo root for `inference` and `training`; lambda/ because the Lambda bundles it flat and
+# handler.py imports its siblings as top-level modules.
+for path in (REPO_ROOT, LAMBDA_DIR):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from inference.local_endpoint import LocalEndpoint  # noqa: E402
+
+ENDPOINT_NAME = "dog-breeds-test"
+_handler_modules = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained for real by ``training.train`` (1 epoch, 64 px, resnet18) on synthetic data."""
+    root = tmp_path_factory.mktemp("serving-artifact")
+    data, model_dir = root / "data", root / "model"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    commands = [
+        [
+            *_py("training.synthetic"),
+            "--out",
+            data,
+            "--classes",
+            "6",
+            "--per-class",
+            "12",
+            "--size",
+            "64",
+            "--seed",
+            "3",
+        ],
+        [
+            *_py("training.train"),
+            *("--data-dir", data, "--model-dir", model_dir, "--arch", "resnet18", "--weights", "none"),
+            *(
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--image-size",
+                "64",
+                "--workers",
+                "0",
+                "--threads",
+                "1",
+            ),
+        ],
+    ]
+    for command in commands:
+        result = subprocess.run(  # noqa: S603 - a fixed argv of this interpreter, no shell
+            [str(part) for part in command],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, (
+            f"{command[2]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        )
+    assert (model_dir / "model.pt").is_file() and (model_dir / "code" / "inference.py").is_file()
+    return model_dir
+
+
+def _py(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+@pytest.fixture(scope="module")
+def endpoint(artifact_dir: Path) -> Iterator[LocalEndpoint]:
+    """One healthy local endpoint per test module."""
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def class_names(artifact_dir: Path) -> list[str]:
+    return json.loads((artifact_dir / "model_config.json").read_text())["class_names"]
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def load_handler(endpoint_url: str, **settings: str) -> ModuleType:
+    """A freshly imported ``lambda/handler.py``, configured from the environment as in Lambda.
+
+    Each call executes the module again (module-level settings and boto3 client included) under its
+    own name, so tests with different timeouts or endpoints do not share a client.
+    """
+    env = {
+        "ENDPOINT_NAME": ENDPOINT_NAME,
+        "ENDPOINT_READ_TIMEOUT_SECONDS": "10",
+        "ENDPOINT_MAX_ATTEMPTS": "1",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **settings,
+    }
+    name = f"prediction_handler_{next(_handler_modules)}"
+    spec = importlib.util.spec_from_file_location(name, LAMBDA_DIR / "handler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with environment(**env):
+        spec.loader.exec_module(module)
+    return module
