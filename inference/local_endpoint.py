@@ -206,6 +206,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: LocalEndpoint
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (read timeout) closes its socket before the answer is written:
+        # routine for an endpoint, not worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            logger.debug("client %s disconnected before the response", client_address)
+        else:
+            logger.exception("error while serving %s", client_address)
+
 
 class LocalEndpoint:
     """The local endpoint, started and stopped in-process.

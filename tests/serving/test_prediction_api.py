@@ -1,0 +1,369 @@
+"""lambda/handler.py against the local endpoint through real boto3: each event kind, each row of the table."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+import sample_images as images
+from botocore.stub import Stubber
+from serving_helpers import ENDPOINT_NAME, free_port, load_handler
+
+from inference import inference as handlers
+from inference.local_endpoint import LocalEndpoint
+
+LAMBDA_CONTEXT = SimpleNamespace(aws_request_id="req-1234")
+# What must never reach a caller: tracebacks, AWS resource names, the service's or model's own text.
+LEAKS = (
+    "Traceback",
+    "arn:",
+    "000000000000",
+    "Received client error",
+    "Received server error",
+    'File "',
+    "primary",
+)
+
+
+@pytest.fixture(scope="module")
+def api(endpoint):
+    return load_handler(endpoint.url)
+
+
+def url_event(body: bytes, content_type: str, query: dict | None = None, method: str = "POST") -> dict:
+    """A Lambda Function URL (payload 2.0) event with a binary body."""
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "headers": {"content-type": content_type, "host": "abc.lambda-url.us-east-1.on.aws"},
+        "queryStringParameters": query,
+        "requestContext": {"http": {"method": method, "path": "/"}, "requestId": "gw-1"},
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def json_event(document: dict, query: dict | None = None) -> dict:
+    event = url_event(b"", "application/json", query)
+    event.update(body=json.dumps(document), isBase64Encoded=False)
+    return event
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def call(api, event, context=LAMBDA_CONTEXT) -> tuple[int, dict, dict]:
+    response = api.handler(event, context)
+    assert set(response) == {"statusCode", "headers", "body"}
+    body = json.loads(response["body"])
+    request_id = context.aws_request_id if context else response["headers"]["x-request-id"]
+    assert response["headers"]["x-request-id"] == body["request_id"] == request_id
+    assert response["headers"]["content-type"] == "application/json"
+    if response["statusCode"] != 200:
+        assert set(body) == {"error", "request_id"}
+        assert set(body["error"]) == {"code", "message"} and body["error"]["message"]
+        assert not any(leak in response["body"] for leak in LEAKS), response["body"]
+    return response["statusCode"], body, response["headers"]
+
+
+def last_log(capsys) -> dict:
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
+
+
+# --- 200: each event kind ---------------------------------------------------------------------
+
+
+def assert_predictions(body: dict, top_k: int, class_names: list[str]) -> None:
+    predictions = body["predictions"]
+    assert len(predictions) == top_k
+    assert [p["probability"] for p in predictions] == sorted(
+        (p["probability"] for p in predictions), reverse=True
+    )
+    assert all(class_names[p["index"]] == p["breed"] for p in predictions)
+    assert body["model"]["arch"] == "resnet18" and body["model"]["variant"] == "AllTraffic"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "make"),
+    [("image/jpeg", images.jpeg), ("image/png", images.png_rgba), ("image/webp", images.webp)],
+)
+def test_function_url_raw_image_body(api, class_names, content_type, make):
+    status, body, _ = call(api, url_event(make(), content_type))
+    assert status == 200
+    assert_predictions(body, 5, class_names)
+
+
+def test_function_url_json_body(api, class_names):
+    status, body, _ = call(api, json_event({"image": b64(images.jpeg()), "top_k": 3}))
+    assert status == 200
+    assert_predictions(body, 3, class_names)
+
+
+def test_function_url_base64_encoded_json_body(api, class_names):
+    event = json_event({"image": b64(images.png_grayscale()), "top_k": 2})
+    event.update(body=b64(event["body"].encode()), isBase64Encoded=True)
+    status, body, _ = call(api, event)
+    assert status == 200
+    assert_predictions(body, 2, class_names)
+
+
+def test_top_k_as_query_parameter(api, class_names):
+    status, body, _ = call(api, url_event(images.jpeg(), "image/jpeg", {"top_k": "2"}))
+    assert status == 200
+    assert_predictions(body, 2, class_names)
+
+
+def test_direct_invocation(api, class_names):
+    status, body, _ = call(api, {"image": b64(images.jpeg_cmyk()), "top_k": 4})
+    assert status == 200
+    assert_predictions(body, 4, class_names)
+
+
+def test_direct_invocation_accepts_data_urls_and_wrapped_base64(api, class_names):
+    encoded = base64.encodebytes(images.jpeg()).decode()  # 76-column lines, like `base64` prints
+    status, body, _ = call(api, {"image": "data:image/jpeg;base64," + encoded})
+    assert status == 200
+    assert_predictions(body, 5, class_names)
+
+
+def test_served_answer_equals_the_endpoint_answer(api, endpoint):
+    data = images.webp()
+    _, body, _ = call(api, {"image": b64(data), "top_k": 3})
+    direct = endpoint.toolkit.invoke(
+        data, {"Content-Type": "image/webp", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
+    )
+    assert body["predictions"] == json.loads(direct.body)["predictions"]
+
+
+def test_request_id_is_generated_without_a_lambda_context(api):
+    response = api.handler({"image": b64(images.jpeg())}, None)
+    assert response["statusCode"] == 200
+    assert len(response["headers"]["x-request-id"]) == 36
+
+
+def test_one_json_log_line_per_request_without_image_bytes(api, capsys):
+    data = images.jpeg()
+    capsys.readouterr()
+    call(api, {"image": b64(data), "top_k": 2})
+    output = capsys.readouterr().out
+    assert len(output.splitlines()) == 1
+    log = json.loads(output)
+    assert log["request_id"] == "req-1234" and log["outcome"] == "ok" and log["status"] == 200
+    assert log["latency_ms"] >= log["endpoint_ms"] > 0
+    assert log["image_bytes"] == len(data) and log["top_k"] == 2 and log["event_kind"] == "direct"
+    assert b64(data)[:40] not in output
+
+
+# --- 400 / 413 / 415: validated before the endpoint, or answered by the model -----------------
+
+
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
+        (
+            url_event(b"", "application/json") | {"body": "{not json", "isBase64Encoded": False},
+            "invalid_json",
+        ),
+        (url_event(b"", "application/json") | {"body": "[1, 2]", "isBase64Encoded": False}, "invalid_json"),
+        ({"image": "not base64 at all!"}, "invalid_base64"),
+        ({"image": "https://example.com/dog.jpg"}, "invalid_base64"),
+        ({"top_k": 3}, "missing_image"),
+        ({"image": ""}, "missing_image"),
+        ({"image": 12345}, "invalid_image"),
+        ({"image": b64(b"just some text, not an image")}, "invalid_image"),
+        ({"image": b64(images.jpeg()), "top_k": 0}, "invalid_top_k"),
+        ({"image": b64(images.jpeg()), "top_k": 21}, "invalid_top_k"),
+        ({"image": b64(images.jpeg()), "top_k": "three"}, "invalid_top_k"),
+        ({"image": b64(images.jpeg()), "top_k": True}, "invalid_top_k"),
+        ({"image": b64(images.jpeg()), "top_k": 2.5}, "invalid_top_k"),
+        (url_event(images.jpeg(), "image/jpeg", {"top_k": "-1"}), "invalid_top_k"),
+        (json_event({"image": b64(images.jpeg()), "top_k": 2}, {"top_k": "3"}), "invalid_top_k"),
+        (url_event(images.jpeg(), "image/jpeg", method="GET"), "method_not_allowed"),
+        (url_event(images.jpeg(), "image/jpeg") | {"isBase64Encoded": False}, "invalid_body"),
+        (url_event(images.jpeg(), "image/jpeg") | {"body": None}, "missing_image"),
+        (["not", "an", "object"], "invalid_event"),
+        ({"headers": "x", "body": "y"}, "method_not_allowed"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_malformed_requests_are_400_before_the_endpoint(api, event, code, capsys):
+    status, body, _ = call(api, event)
+    assert (status, body["error"]["code"]) == (400, code)
+    assert "endpoint_ms" not in last_log(capsys)  # refused without calling the endpoint
+
+
+def test_a_truncated_image_is_a_400_from_the_model(api, capsys):
+    status, body, _ = call(api, {"image": b64(images.truncated_jpeg())})
+    assert (status, body["error"]["code"]) == (400, "invalid_image")
+    log = last_log(capsys)
+    assert log["endpoint_error"] == "ModelError" and log["model_status"] == 400
+
+
+def test_too_many_bytes_is_413(endpoint):
+    api = load_handler(endpoint.url, MAX_IMAGE_BYTES="2048")
+    status, body, _ = call(api, url_event(images.jpeg(200, 200), "image/jpeg"))
+    assert (status, body["error"]["code"]) == (413, "image_too_large")
+
+
+def test_too_many_pixels_is_413_from_the_model(api, capsys):
+    status, body, _ = call(api, {"image": b64(images.png_bomb())})
+    assert (status, body["error"]["code"]) == (413, "image_too_large")
+    assert last_log(capsys)["model_status"] == 413
+
+
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
+        (url_event(images.jpeg(), "text/plain"), "unsupported_media_type"),
+        (url_event(images.jpeg(), "") | {"headers": {}}, "unsupported_media_type"),
+        (url_event(images.gif(), "image/png"), "unsupported_image_format"),
+        ({"image": b64(images.bmp())}, "unsupported_image_format"),
+    ],
+    ids=["text-plain", "no-content-type", "gif", "bmp"],
+)
+def test_unsupported_types_are_415(api, event, code):
+    status, body, _ = call(api, event)
+    assert (status, body["error"]["code"]) == (415, code)
+
+
+# --- 429 / 502 / 503 / 504: real endpoint failures --------------------------------------------
+
+
+def test_endpoint_throttling_is_429(artifact_dir):
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, max_concurrency=1, delay_seconds=1.5) as busy:
+        api = load_handler(busy.url)
+        first = threading.Thread(target=api.handler, args=({"image": b64(images.jpeg())}, None))
+        first.start()
+        time.sleep(0.5)  # the first request now holds the only slot
+        status, body, headers = call(api, {"image": b64(images.jpeg())})
+        first.join()
+    assert (status, body["error"]["code"]) == (429, "throttled")
+    assert headers["retry-after"] == "1"
+
+
+def _failing(predict_error: Exception | None = None, output: str | None = None) -> SimpleNamespace:
+    """The real handler functions, with predict_fn or output_fn failing the way a broken model does."""
+
+    def predict_fn(request, model, context=None):
+        if predict_error is not None:
+            raise predict_error
+        return handlers.predict_fn(request, model, context)
+
+    def output_fn(prediction, accept, context=None):
+        return (
+            (output, "application/json")
+            if output is not None
+            else handlers.output_fn(prediction, accept, context)
+        )
+
+    return SimpleNamespace(
+        model_fn=handlers.model_fn, input_fn=handlers.input_fn, predict_fn=predict_fn, output_fn=output_fn
+    )
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        _failing(predict_error=RuntimeError("CUDA error: an illegal memory access was encountered")),
+        _failing(output='{"predictions": "not a list"}'),
+        _failing(output="<html>502</html>"),
+    ],
+    ids=["model-raises", "malformed-answer", "not-json"],
+)
+def test_a_failing_model_is_502_without_its_error_text(artifact_dir, broken, capsys):
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, handlers=broken) as failing:
+        api = load_handler(failing.url)
+        status, body, _ = call(api, {"image": b64(images.jpeg())})
+    assert (status, body["error"]["code"]) == (502, "model_error")
+    assert "CUDA" not in json.dumps(body)
+    assert last_log(capsys)["level"] == "ERROR"
+
+
+def test_endpoint_down_is_503(capsys):
+    api = load_handler(f"http://127.0.0.1:{free_port()}", ENDPOINT_MAX_ATTEMPTS="2")
+    status, body, headers = call(api, {"image": b64(images.jpeg())})
+    assert (status, body["error"]["code"]) == (503, "endpoint_unavailable")
+    assert headers["retry-after"]
+    assert last_log(capsys)["endpoint_error"] == "EndpointConnectionError"
+
+
+def test_unknown_endpoint_name_is_503(endpoint, capsys):
+    api = load_handler(endpoint.url, ENDPOINT_NAME="retired-endpoint")
+    status, body, _ = call(api, {"image": b64(images.jpeg())})
+    assert (status, body["error"]["code"]) == (503, "endpoint_unavailable")
+    assert "retired-endpoint" not in json.dumps(body)
+    assert last_log(capsys)["endpoint_error"] == "ValidationError"
+
+
+def test_slow_endpoint_beyond_the_read_timeout_is_504(artifact_dir, capsys):
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, delay_seconds=2.0) as slow:
+        api = load_handler(slow.url, ENDPOINT_READ_TIMEOUT_SECONDS="0.5")
+        started = time.perf_counter()
+        status, body, _ = call(api, {"image": b64(images.jpeg())})
+        elapsed = time.perf_counter() - started
+    assert (status, body["error"]["code"]) == (504, "endpoint_timeout")
+    assert elapsed < 1.9  # gave up at the read timeout, did not wait for the model
+    assert last_log(capsys)["endpoint_error"] == "ReadTimeoutError"
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "expected"),
+    [
+        ("ServiceUnavailable", 503, 503),
+        ("InternalFailure", 500, 503),
+        ("ModelNotReadyException", 429, 503),
+        ("AccessDeniedException", 403, 503),
+        ("ThrottlingException", 400, 429),
+    ],
+)
+def test_service_side_errors_that_cannot_be_produced_locally(endpoint, code, http_status, expected):
+    """Stubbed: these come from SageMaker's front end, which the local endpoint does not model."""
+    api = load_handler(endpoint.url)
+    with Stubber(api.RUNTIME) as stub:
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code=code,
+            service_message="arn:aws:sagemaker:us-east-1:123456789012:endpoint/x is broken",
+            http_status_code=http_status,
+        )
+        status, body, _ = call(api, {"image": b64(images.jpeg())})
+    assert status == expected
+    assert "123456789012" not in json.dumps(body)
+
+
+def test_an_unexpected_bug_is_still_a_table_answer(api, monkeypatch):
+    monkeypatch.setattr(api, "invoke_endpoint", lambda request, log: 1 / 0)
+    status, body, _ = call(api, {"image": b64(images.jpeg())})
+    assert (status, body["error"]["code"]) == (502, "internal_error")
+    assert "division" not in json.dumps(body)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"ENDPOINT_NAME": ""},
+        {"ENDPOINT_NAME": "bad name!"},
+        {"ENDPOINT_READ_TIMEOUT_SECONDS": "soon"},
+        {"ENDPOINT_MAX_ATTEMPTS": "0"},
+        {"MAX_IMAGE_BYTES": "-5"},
+    ],
+)
+def test_bad_configuration_fails_at_import_naming_the_variable(endpoint, settings):
+    with pytest.raises(RuntimeError, match=r"ENDPOINT_|MAX_IMAGE_BYTES"):
+        load_handler(endpoint.url, **settings)
+
+
+def test_client_has_explicit_timeouts_and_standard_retries(endpoint):
+    api = load_handler(endpoint.url, ENDPOINT_READ_TIMEOUT_SECONDS="7.5", ENDPOINT_MAX_ATTEMPTS="3")
+    config = api.RUNTIME.meta.config
+    assert config.read_timeout == 7.5 and config.connect_timeout == 2.0
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
