@@ -47,8 +47,9 @@ test: setup  ## Run the whole test suite
 snapshot-update: setup  ## Rewrite the CDK snapshot files after an intended infrastructure change
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/infra --snapshot-update
 
-demo: synth  ## The offline end-to-end demo
-	@echo "demo: synthesized and checked every stack (see above)."
+demo: synth  ## The offline end-to-end demo: synth + nag + cfn-lint, then train, package, serve, predict
+	$(PY) -m scripts.demo --work-dir build/demo
+	@echo "demo: templates in cdk.out/<stage>/, artifact and training curves in build/demo/"
 
 clean:  ## Remove generated files (not .venv or node_modules)
 	rm -rf cdk.out build .pytest_cache
