@@ -1,0 +1,1 @@
+"""Infrastructure tests: config validation, template assertions, the nag gate, cfn-lint, snapshots."""

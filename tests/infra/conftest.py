@@ -1,0 +1,91 @@
+"""Synthesize each stage once per session (jsii is slow) and hand templates to the tests.
+
+Every synth here goes through the same ``add_stage`` + ``add_security_gate`` as app.py, with the context
+of cdk.json, so a fixture that builds at all has already passed the cdk-nag gate.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # app.py and stacks/ live at the repo root
+    sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk import App, Environment  # noqa: E402  (jsii reads the variable above when it starts)
+from aws_cdk.assertions import Template  # noqa: E402
+
+from stacks.config import StageConfig, load_stage_config  # noqa: E402
+from stacks.deployment import add_security_gate, add_stage  # noqa: E402
+
+EXAMPLE_MODEL_URL = "s3://example-bucket/model/model.tar.gz"
+STACK_KINDS = ("storage", "training", "serving", "api")
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+def stage_context(stage: str, model_data_url: str | None = EXAMPLE_MODEL_URL, **overrides: Any) -> dict:
+    """cdk.json's context plus ``-c stage`` / ``-c model_data_url`` and per-stage key overrides."""
+    context = copy.deepcopy(cdk_json_context())
+    context["dogbreed:stages"].setdefault(stage, {}).update(overrides)
+    context["stage"] = stage
+    if model_data_url is not None:
+        context["model_data_url"] = model_data_url
+    return context
+
+
+@dataclass(frozen=True)
+class SynthesizedStage:
+    config: StageConfig
+    templates: dict[str, dict]
+    outdir: Path
+
+    def template(self, kind: str) -> Template:
+        return Template.from_json(self.templates[kind])
+
+    def resources(self, kind: str, resource_type: str) -> dict[str, dict]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.templates[kind]["Resources"].items()
+            if resource["Type"] == resource_type
+        }
+
+
+def synth_stage(outdir: Path, stage: str, model_data_url: str = EXAMPLE_MODEL_URL, **overrides: Any):
+    """Build one stage exactly as app.py does (env-agnostic) and synthesize it; the nag gate runs."""
+    app = App(context=stage_context(stage, model_data_url, **overrides), outdir=str(outdir))
+    config = load_stage_config(app.node.try_get_context)
+    stacks = add_stage(app, config, env=Environment())
+    add_security_gate(app)
+    assembly = app.synth()
+    templates = {
+        kind: assembly.get_stack_by_name(stack.stack_name).template
+        for kind, stack in zip(STACK_KINDS, stacks.all(), strict=True)
+    }
+    return SynthesizedStage(config=config, templates=templates, outdir=outdir)
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory) -> SynthesizedStage:
+    return synth_stage(tmp_path_factory.mktemp("dev"), "dev")
+
+
+@pytest.fixture(scope="session")
+def prod(tmp_path_factory) -> SynthesizedStage:
+    return synth_stage(tmp_path_factory.mktemp("prod"), "prod")
+
+
+@pytest.fixture(scope="session")
+def stages(dev, prod) -> dict[str, SynthesizedStage]:
+    return {"dev": dev, "prod": prod}

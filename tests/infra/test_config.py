@@ -1,0 +1,288 @@
+"""Stage config: every bad or missing value fails with one line naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stacks.config import (
+    CONFIG_KEYS,
+    SAGEMAKER_INVOKE_LIMIT_SECONDS,
+    ConfigError,
+    config_field_names,
+    load_stage_config,
+)
+
+from .conftest import REPO_ROOT, cdk_json_context, stage_context
+
+GOOD_URL = "s3://example-bucket/model/model.tar.gz"
+
+
+def load(stage: str = "dev", model_data_url: str | None = GOOD_URL, **overrides):
+    context = stage_context(stage, model_data_url, **overrides)
+    return load_stage_config(context.get)
+
+
+def error_of(**kwargs) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(**kwargs)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_every_stage_in_cdk_json_is_valid(stage):
+    config = load(stage)
+    assert config.stage == stage
+    assert config.endpoint_name == f"dogbreed-{stage}"
+    assert config.model_bucket == "example-bucket"
+    assert config.model_key == "model/model.tar.gz"
+
+
+def test_every_config_key_is_a_dataclass_field_and_documented():
+    assert set(CONFIG_KEYS) == set(config_field_names())
+    readme = (REPO_ROOT / "README.md").read_text()
+    undocumented = [key for key in CONFIG_KEYS if f"`{key}`" not in readme]
+    assert not undocumented, f"README.md does not document {undocumented}"
+
+
+def test_prod_is_multi_az_and_autoscales_provisioned_concurrency():
+    prod = load("prod")
+    assert prod.production
+    assert prod.min_instances >= 2
+    assert prod.provisioned_concurrency_autoscaling
+
+
+def test_config_is_frozen():
+    config = load()
+    with pytest.raises(AttributeError):
+        config.min_instances = 5
+
+
+@pytest.mark.parametrize(
+    ("stage", "url", "expected"),
+    [
+        (None, GOOD_URL, "stage: missing; pass -c stage=NAME with NAME one of dev, prod"),
+        ("qa", GOOD_URL, "stage: must be one of dev, prod (got 'qa')"),
+        ("dev", None, "model_data_url: missing; pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz"),
+        ("dev", "https://example.com/model.tar.gz", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
+        (
+            "dev",
+            "s3://example-bucket/model/model.zip",
+            "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL",
+        ),
+        ("dev", "s3://example-bucket/", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
+        ("dev", "s3://Bad_Bucket/model.tar.gz", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
+    ],
+)
+def test_stage_and_model_url_errors_name_the_key(stage, url, expected):
+    context = stage_context("dev", url)
+    if stage is None:
+        del context["stage"]
+    else:
+        context["stage"] = stage
+    with pytest.raises(ConfigError) as caught:
+        load_stage_config(context.get)
+    assert str(caught.value).startswith(expected)
+
+
+BAD_VALUES = [
+    ("production", "yes", "must be true or false"),
+    ("log_retention_days", 10, "must be one of 1, 3, 5, 7, 14, 30"),
+    ("checkpoint_expiration_days", 0, "must be an integer from 1 to 3650"),
+    ("noncurrent_version_expiration_days", "30", "must be an integer from 1 to 3650"),
+    ("access_log_expiration_days", 1.5, "must be an integer from 1 to 3650"),
+    ("data_capture_expiration_days", True, "must be an integer from 1 to 3650"),
+    ("training_image_tag", "latest", "must look like 2.6.0-gpu-py312"),
+    ("training_host_enabled", 1, "must be true or false"),
+    ("training_host_instance_type", "ml.g5.xlarge", "must look like g5.xlarge"),
+    ("training_host_volume_gb", 20, "must be an integer from 100 to 2000"),
+    ("serving_mode", "async", "must be one of instance, serverless"),
+    ("inference_image_tag", "2.6.0", "must look like 2.6.0-gpu-py312"),
+    ("instance_type", "g4dn.xlarge", "must look like ml.g4dn.xlarge"),
+    ("min_instances", 0, "must be an integer from 1 to 100"),
+    ("max_instances", 101, "must be an integer from 1 to 100"),
+    ("target_invocations_per_instance", 0, "must be an integer from 1 to 100000"),
+    ("scale_in_cooldown_seconds", -1, "must be an integer from 0 to 3600"),
+    ("scale_out_cooldown_seconds", 7200, "must be an integer from 0 to 3600"),
+    ("serverless_memory_mb", 1000, "must be one of 1024, 2048, 3072, 4096, 5120, 6144"),
+    ("serverless_max_concurrency", 201, "must be an integer from 1 to 200"),
+    ("data_capture_enabled", "false", "must be true or false"),
+    ("data_capture_sampling_percent", 0, "must be an integer from 1 to 100"),
+    ("traffic_routing", "LINEAR", "must be one of ALL_AT_ONCE, CANARY"),
+    ("canary_percent", 60, "must be an integer from 1 to 50"),
+    ("baking_period_seconds", 4000, "must be an integer from 0 to 3600"),
+    ("alarm_latency_p99_ms", 0, "must be an integer from 1 to 60000"),
+    ("alarm_5xx_errors", 0, "must be an integer from 1 to 100000"),
+    ("alarm_4xx_rate_percent", 101, "must be an integer from 1 to 100"),
+    ("alarm_email", "not-an-email", "must look like ops@example.com"),
+    ("lambda_memory_mb", 64, "must be an integer from 128 to 10240"),
+    ("lambda_reserved_concurrency", 0, "must be an integer from 1 to 1000"),
+    ("lambda_provisioned_concurrency", -1, "must be an integer from 0 to 1000"),
+    ("lambda_provisioned_concurrency_max", 1001, "must be an integer from 0 to 1000"),
+    ("lambda_provisioned_utilization_target", 0.95, "must be a number from 0.1 to 0.9"),
+    ("endpoint_connect_timeout_seconds", 0, "must be an integer from 1 to 10"),
+    ("endpoint_read_timeout_seconds", SAGEMAKER_INVOKE_LIMIT_SECONDS + 1, "must be an integer from 1 to 60"),
+    ("endpoint_max_attempts", 6, "must be an integer from 1 to 5"),
+    ("max_image_bytes", 6_000_000, "must be an integer from 1024 to 4000000"),
+]
+
+
+def test_bad_values_cover_every_key():
+    assert {key for key, _, _ in BAD_VALUES} == set(CONFIG_KEYS)
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES, ids=[key for key, _, _ in BAD_VALUES])
+def test_each_bad_value_gives_one_line_naming_key_and_allowed_values(key, value, allowed):
+    message = error_of(**{key: value})
+    assert message.startswith(f"dogbreed:stages.dev.{key}: {allowed}")
+    assert repr(value) in message
+
+
+def test_missing_key_is_reported_with_where_to_set_it():
+    context = stage_context("dev")
+    del context["dogbreed:defaults"]["min_instances"]
+    with pytest.raises(ConfigError, match=r"^dogbreed:stages\.dev\.min_instances: missing; set it in"):
+        load_stage_config(context.get)
+
+
+def test_unknown_key_is_rejected_so_typos_do_not_pass_silently():
+    assert error_of(min_instance=2).startswith("dogbreed:stages.dev.min_instance: unknown key")
+
+
+@pytest.mark.parametrize(
+    ("stage", "overrides", "expected"),
+    [
+        (
+            "prod",
+            {"min_instances": 1},
+            "dogbreed:stages.prod.min_instances: must be >= 2 in a production stage",
+        ),
+        ("prod", {"production": False}, "dogbreed:stages.prod.production: must be true for the prod stage"),
+        (
+            "dev",
+            {"min_instances": 3, "max_instances": 2},
+            "dogbreed:stages.dev.max_instances: must be >= min",
+        ),
+        (
+            "dev",
+            {"serving_mode": "serverless"},
+            "dogbreed:stages.dev.inference_image_tag: must be a -cpu- image for serving_mode=serverless",
+        ),
+        (
+            "dev",
+            {"instance_type": "ml.m5.xlarge"},
+            "dogbreed:stages.dev.inference_image_tag: must be a -cpu- image for serving_mode=instance",
+        ),
+        (
+            "dev",
+            {"inference_image_tag": "2.6.0-cpu-py312"},
+            "dogbreed:stages.dev.inference_image_tag: must be a -gpu- image",
+        ),
+        (
+            "dev",
+            {
+                "serving_mode": "serverless",
+                "inference_image_tag": "2.6.0-cpu-py312",
+                "data_capture_enabled": True,
+            },
+            "dogbreed:stages.dev.data_capture_enabled: must be false when serving_mode is serverless",
+        ),
+        (
+            "dev",
+            {
+                "serving_mode": "serverless",
+                "inference_image_tag": "2.6.0-cpu-py312",
+                "traffic_routing": "CANARY",
+            },
+            "dogbreed:stages.dev.traffic_routing: must be ALL_AT_ONCE when serving_mode is serverless",
+        ),
+        (
+            "prod",
+            {
+                "serving_mode": "serverless",
+                "inference_image_tag": "2.6.0-cpu-py312",
+                "traffic_routing": "ALL_AT_ONCE",
+            },
+            "dogbreed:stages.prod.serving_mode: must be instance in a production stage",
+        ),
+        (
+            "dev",
+            {"lambda_provisioned_concurrency": 5, "lambda_provisioned_concurrency_max": 2},
+            "dogbreed:stages.dev.lambda_provisioned_concurrency_max: must be >= "
+            "lambda_provisioned_concurrency",
+        ),
+        (
+            "dev",
+            {"lambda_reserved_concurrency": 10, "lambda_provisioned_concurrency_max": 11},
+            "dogbreed:stages.dev.lambda_provisioned_concurrency_max: must be <= lambda_reserved_concurrency",
+        ),
+        (
+            "prod",
+            {"lambda_provisioned_concurrency_max": 5},
+            "dogbreed:stages.prod.lambda_provisioned_concurrency_max: must be > "
+            "lambda_provisioned_concurrency",
+        ),
+    ],
+)
+def test_rules_across_keys(stage, overrides, expected):
+    assert error_of(stage=stage, **overrides).startswith(expected)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_lambda_outlives_every_endpoint_attempt(stage):
+    config = load(stage)
+    worst_endpoint_wait = config.endpoint_max_attempts * (
+        config.endpoint_connect_timeout_seconds + config.endpoint_read_timeout_seconds
+    )
+    assert config.lambda_timeout_seconds > worst_endpoint_wait
+    assert config.endpoint_read_timeout_seconds <= SAGEMAKER_INVOKE_LIMIT_SECONDS
+
+
+def test_lambda_timeout_formula():
+    # 3 x (2 + 10) + backoff min(2,20) + min(4,20) + margin 3
+    config = load(
+        endpoint_connect_timeout_seconds=2, endpoint_read_timeout_seconds=10, endpoint_max_attempts=3
+    )
+    assert config.lambda_timeout_seconds == 36 + 6 + 3
+    config = load(
+        endpoint_connect_timeout_seconds=1, endpoint_read_timeout_seconds=60, endpoint_max_attempts=1
+    )
+    assert config.lambda_timeout_seconds == 61 + 0 + 3
+
+
+def test_local_nvme_instances_are_recognised():
+    assert load(instance_type="ml.g4dn.xlarge").instance_has_local_nvme
+    assert load(instance_type="ml.g5.2xlarge").instance_has_local_nvme
+    assert not load(instance_type="ml.p3.2xlarge").instance_has_local_nvme
+    assert not load(
+        instance_type="ml.m5.xlarge", inference_image_tag="2.6.0-cpu-py312"
+    ).instance_has_local_nvme
+
+
+def test_app_prints_one_line_and_exits_1_on_a_bad_value():
+    context = cdk_json_context()
+    context.update(stage="prod", model_data_url=GOOD_URL)
+    context["dogbreed:stages"]["prod"]["min_instances"] = 1
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "config error: dogbreed:stages.prod.min_instances: must be >= 2 in a production stage, "
+        "so the endpoint spans two Availability Zones (got 1)"
+    ]

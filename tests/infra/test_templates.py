@@ -1,0 +1,492 @@
+"""Fine-grained template assertions for what matters in each stack, on both stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+STAGES = ["dev", "prod"]
+
+
+def only(resources: dict) -> dict:
+    assert len(resources) == 1, list(resources)
+    return next(iter(resources.values()))
+
+
+def statements_by_sid(synth, kind: str) -> dict[str, dict]:
+    policies = synth.resources(kind, "AWS::IAM::ManagedPolicy")
+    result = {}
+    for policy in policies.values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            result[statement["Sid"] if "Sid" in statement else repr(statement["Action"])] = statement
+    return result
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def same_items(left: list, right: list) -> bool:
+    return sorted(json.dumps(x, sort_keys=True) for x in left) == sorted(
+        json.dumps(x, sort_keys=True) for x in right
+    )
+
+
+# --- storage -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_key_rotates_and_is_retained(stages, stage):
+    template = stages[stage].template("storage")
+    template.resource_count_is("AWS::KMS::Key", 1)
+    template.has_resource(
+        "AWS::KMS::Key",
+        {
+            "Properties": {"EnableKeyRotation": True},
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+    template.has_resource_properties("AWS::KMS::Alias", {"AliasName": f"alias/dogbreed-{stage}"})
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_artifact_bucket_is_private_encrypted_versioned_and_logged(stages, stage):
+    synth = stages[stage]
+    template = synth.template("storage")
+    template.has_resource(
+        "AWS::S3::Bucket",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": {
+                "BucketName": {
+                    "Fn::Join": [
+                        "",
+                        [f"dogbreed-{stage}-", {"Ref": "AWS::AccountId"}, "-", {"Ref": "AWS::Region"}],
+                    ]
+                },
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [
+                        {
+                            "BucketKeyEnabled": True,
+                            "ServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": "aws:kms",
+                                "KMSMasterKeyID": {
+                                    "Fn::GetAtt": [Match.string_like_regexp("ProjectKey"), "Arn"]
+                                },
+                            },
+                        }
+                    ]
+                },
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "LoggingConfiguration": {
+                    "DestinationBucketName": {"Ref": Match.string_like_regexp("AccessLogs")},
+                    "LogFilePrefix": "artifacts-bucket/",
+                },
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_bucket_denies_plain_http(stages, stage):
+    synth = stages[stage]
+    buckets = synth.resources("storage", "AWS::S3::Bucket")
+    policies = synth.resources("storage", "AWS::S3::BucketPolicy")
+    assert len(buckets) == 2
+    secured = set()
+    for policy in policies.values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement.get("Condition", {}).get("Bool") == {
+                "aws:SecureTransport": "false"
+            }:
+                secured.add(policy["Properties"]["Bucket"]["Ref"])
+    assert secured == set(buckets)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_lifecycle_expires_checkpoints_and_old_versions(stages, stage):
+    synth = stages[stage]
+    config = synth.config
+    artifact = next(
+        b for b in synth.resources("storage", "AWS::S3::Bucket").values() if "BucketName" in b["Properties"]
+    )
+    rules = {rule["Id"]: rule for rule in artifact["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-checkpoints"]["Prefix"] == "checkpoints/"
+    assert rules["expire-checkpoints"]["ExpirationInDays"] == config.checkpoint_expiration_days
+    assert rules["expire-old-versions"]["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": config.noncurrent_version_expiration_days
+    }
+    assert rules["expire-old-versions"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert rules["expire-data-capture"]["ExpirationInDays"] == config.data_capture_expiration_days
+
+
+# --- training ----------------------------------------------------------------------------------------------
+
+
+def bucket_arn(stage: str, suffix: str = "") -> dict:
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                f":s3:::dogbreed-{stage}-",
+                {"Ref": "AWS::AccountId"},
+                "-",
+                {"Ref": "AWS::Region"},
+                *([suffix] if suffix else []),
+            ],
+        ]
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_training_role_reads_data_writes_output_and_checkpoints_only(stages, stage):
+    synth = stages[stage]
+    template = synth.template("training")
+    template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [Match.object_like({"Principal": {"Service": "sagemaker.amazonaws.com"}})]
+            }
+        },
+    )
+    statements = statements_by_sid(synth, "training")
+    assert statements["ReadDataAndCheckpoints"]["Action"] == "s3:GetObject"
+    assert same_items(
+        statements["ReadDataAndCheckpoints"]["Resource"],
+        [bucket_arn(stage, "/data/*"), bucket_arn(stage, "/checkpoints/*")],
+    )
+    assert statements["WriteOutputAndCheckpoints"]["Action"] == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert same_items(
+        statements["WriteOutputAndCheckpoints"]["Resource"],
+        [bucket_arn(stage, "/training-output/*"), bucket_arn(stage, "/checkpoints/*")],
+    )
+    assert statements["ListProjectPrefixes"]["Resource"] == bucket_arn(stage)
+    assert statements["ListProjectPrefixes"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["data/*", "checkpoints/*", "training-output/*"]}
+    }
+    s3_actions = {a for s in statements.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
+    assert s3_actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_training_role_pulls_the_training_dlc_of_the_region(stages, stage):
+    synth = stages[stage]
+    statements = statements_by_sid(synth, "training")
+    pull = next(s for s in statements.values() if "ecr:BatchGetImage" in as_list(s["Action"]))
+    joined = pull["Resource"]["Fn::Join"][1]
+    assert {"Fn::FindInMap": ["DlcAccounts", {"Ref": "AWS::Region"}, "account"]} in joined
+    assert joined[-1] == ":repository/pytorch-training"
+    mapping = synth.templates["training"]["Mappings"]["DlcAccounts"]
+    assert mapping["us-east-1"] == {"account": "763104351884"}
+    assert mapping["af-south-1"] == {"account": "626614931356"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_training_logs_and_metrics_are_scoped(stages, stage):
+    statements = statements_by_sid(stages[stage], "training")
+    assert statements["PutTrainingMetrics"]["Resource"] == "*"
+    assert statements["PutTrainingMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+    }
+    log_resource = statements["WriteTrainingLogs"]["Resource"]["Fn::Join"][1]
+    assert log_resource[-1] == ":log-group:/aws/sagemaker/TrainingJobs:*"
+    assert statements["UseProjectKey"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_training_outputs_for_the_launcher(stages, stage):
+    outputs = stages[stage].templates["training"]["Outputs"]
+    assert {
+        "TrainingRoleArn",
+        "BucketName",
+        "DataPrefix",
+        "OutputPrefix",
+        "CheckpointPrefix",
+        "KmsKeyArn",
+    } <= set(outputs)
+    assert outputs["DataPrefix"]["Value"] == "data/"
+    assert outputs["OutputPrefix"]["Value"] == "training-output/"
+    assert outputs["CheckpointPrefix"]["Value"] == "checkpoints/"
+    assert outputs["ModelsPrefix"]["Value"] == "models/"
+    assert outputs["TrainingRoleArn"]["Value"]["Fn::GetAtt"][1] == "Arn"
+    assert (
+        "Fn::GetStackOutput" in outputs["KmsKeyArn"]["Value"]
+        or "Fn::ImportValue" in outputs["KmsKeyArn"]["Value"]
+    )
+    assert stages[stage].resources("training", "AWS::EC2::Instance") == {}
+
+
+# --- serving -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_model_uses_the_pinned_inference_dlc_with_network_isolation(stages, stage):
+    synth = stages[stage]
+    model = only(synth.resources("serving", "AWS::SageMaker::Model"))["Properties"]
+    assert model["EnableNetworkIsolation"] is True
+    assert "ModelName" not in model  # generated, so a new artifact replaces the model
+    container = model["PrimaryContainer"]
+    assert container["ModelDataUrl"] == "s3://example-bucket/model/model.tar.gz"
+    image = container["Image"]["Fn::Join"][1]
+    assert image[0] == {"Fn::FindInMap": ["DlcAccounts", {"Ref": "AWS::Region"}, "account"]}
+    assert image[-1] == f"/pytorch-inference:{synth.config.inference_image_tag}"
+    assert container["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == str(
+        synth.config.endpoint_read_timeout_seconds
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_model_role_reads_only_its_artifact_and_pulls_only_its_image(stages, stage):
+    synth = stages[stage]
+    statements = statements_by_sid(synth, "serving")
+    assert statements["ReadModelArtifact"]["Action"] == "s3:GetObject"
+    assert statements["ReadModelArtifact"]["Resource"] == {
+        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::example-bucket/model/model.tar.gz"]]
+    }
+    assert statements["DecryptModelArtifact"]["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+        }
+    }
+    pull = next(s for s in statements.values() if "ecr:BatchGetImage" in as_list(s["Action"]))
+    assert pull["Resource"]["Fn::Join"][1][-1] == ":repository/pytorch-inference"
+    logs = statements["WriteEndpointLogs"]["Resource"]["Fn::Join"][1][-1]
+    assert logs == f":log-group:/aws/sagemaker/Endpoints/dogbreed-{stage}:log-stream:*"
+    capture = "WriteDataCapture" in statements
+    assert capture is synth.config.data_capture_enabled
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_config_is_gpu_with_min_instances_and_no_kms_on_local_nvme(stages, stage):
+    synth = stages[stage]
+    config = synth.config
+    endpoint_config = only(synth.resources("serving", "AWS::SageMaker::EndpointConfig"))["Properties"]
+    assert "EndpointConfigName" not in endpoint_config
+    (variant,) = endpoint_config["ProductionVariants"]
+    assert variant["InstanceType"] == "ml.g4dn.xlarge"
+    assert variant["InitialInstanceCount"] == config.min_instances
+    assert variant["VariantName"] == "AllTraffic"
+    model_id = next(iter(synth.resources("serving", "AWS::SageMaker::Model")))
+    assert variant["ModelName"] == {"Fn::GetAtt": [model_id, "ModelName"]}
+    # g4dn has local NVMe storage: SageMaker rejects a KmsKeyId for it.
+    assert "KmsKeyId" not in endpoint_config
+
+
+def test_prod_captures_data_encrypted_with_the_project_key(prod):
+    endpoint_config = only(prod.resources("serving", "AWS::SageMaker::EndpointConfig"))["Properties"]
+    capture = endpoint_config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == prod.config.data_capture_sampling_percent
+    assert "Fn::GetStackOutput" in capture["KmsKeyId"] or "Fn::ImportValue" in capture["KmsKeyId"]
+    assert capture["DestinationS3Uri"]["Fn::Join"][1][-1] == "/data-capture"
+
+
+def test_dev_does_not_capture_data(dev):
+    endpoint_config = only(dev.resources("serving", "AWS::SageMaker::EndpointConfig"))["Properties"]
+    assert "DataCaptureConfig" not in endpoint_config
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_every_alarm(stages, stage):
+    synth = stages[stage]
+    endpoint = only(synth.resources("serving", "AWS::SageMaker::Endpoint"))["Properties"]
+    assert endpoint["EndpointName"] == f"dogbreed-{stage}"
+    alarms = synth.resources("serving", "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 3
+    rollback = endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    assert sorted(a["AlarmName"]["Ref"] for a in rollback) == sorted(alarms)
+    policy = endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    routing = policy["TrafficRoutingConfiguration"]
+    assert routing["Type"] == synth.config.traffic_routing
+    assert routing["WaitIntervalInSeconds"] == synth.config.baking_period_seconds
+    if synth.config.traffic_routing == "CANARY":
+        assert routing["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": synth.config.canary_percent}
+    assert 600 <= policy["MaximumExecutionTimeoutInSeconds"] <= 14400
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_alarms_watch_latency_5xx_and_4xx_rate_of_this_endpoint(stages, stage):
+    synth = stages[stage]
+    config = synth.config
+    template = synth.template("serving")
+    dimensions = [
+        {"Name": "EndpointName", "Value": f"dogbreed-{stage}"},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ModelLatency",
+            "ExtendedStatistic": "p99",
+            "Threshold": config.alarm_latency_p99_ms * 1000,
+            "Dimensions": dimensions,
+            "AlarmActions": [Match.any_value()],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "Invocation5XXErrors", "Statistic": "Sum", "Threshold": config.alarm_5xx_errors},
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Threshold": config.alarm_4xx_rate_percent,
+            "Metrics": Match.array_with(
+                [Match.object_like({"Expression": "IF(invocations > 0, 100 * errors / invocations, 0)"})]
+            ),
+        },
+    )
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_scales_on_invocations_per_instance(stages, stage):
+    synth = stages[stage]
+    config = synth.config
+    template = synth.template("serving")
+    target = only(synth.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget"))
+    assert target["Properties"]["MinCapacity"] == config.min_instances
+    assert target["Properties"]["MaxCapacity"] == config.max_instances
+    assert target["Properties"]["ResourceId"] == f"endpoint/dogbreed-{stage}/variant/AllTraffic"
+    assert target["Properties"]["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    assert any("Endpoint" in dep for dep in as_list(target.get("DependsOn", [])))
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "TargetValue": config.target_invocations_per_instance,
+                "ScaleInCooldown": config.scale_in_cooldown_seconds,
+                "ScaleOutCooldown": config.scale_out_cooldown_seconds,
+            },
+        },
+    )
+
+
+def test_prod_endpoint_spans_two_instances_at_least(prod):
+    target = only(prod.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget"))
+    assert target["Properties"]["MinCapacity"] >= 2
+
+
+# --- api ---------------------------------------------------------------------------------------------------
+
+
+def endpoint_reference(synth, value: dict, attribute: str) -> bool:
+    """True if value is the serving stack's output of the CfnEndpoint's own attribute (no hand-made ARN)."""
+    serving = synth.templates["serving"]
+    if "Fn::GetStackOutput" in value:
+        reference = value["Fn::GetStackOutput"]
+        assert reference["StackName"] == f"dogbreed-{synth.config.stage}-serving"
+        output = serving["Outputs"][reference["OutputName"]]
+    else:
+        export = value["Fn::ImportValue"]
+        output = next(o for o in serving["Outputs"].values() if o.get("Export", {}).get("Name") == export)
+    endpoint_id = next(iter(synth.resources("serving", "AWS::SageMaker::Endpoint")))
+    return output["Value"] == {"Fn::GetAtt": [endpoint_id, attribute]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_lambda_can_only_invoke_its_endpoint(stages, stage):
+    synth = stages[stage]
+    policies = synth.resources("api", "AWS::IAM::ManagedPolicy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))]
+    assert len(sagemaker) == 1
+    (invoke,) = sagemaker
+    assert invoke["Action"] == "sagemaker:InvokeEndpoint"
+    assert invoke["Effect"] == "Allow"
+    assert endpoint_reference(synth, invoke["Resource"], "EndpointArn")
+    assert synth.resources("api", "AWS::IAM::Policy") == {}  # no inline policy could widen it
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_lambda_runtime_environment_and_timeouts(stages, stage):
+    synth = stages[stage]
+    config = synth.config
+    function = only(synth.resources("api", "AWS::Lambda::Function"))["Properties"]
+    assert function["Runtime"] in ("python3.12", "python3.13")
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == "handler.handler"
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["ReservedConcurrentExecutions"] == config.lambda_reserved_concurrency
+    assert function["MemorySize"] == config.lambda_memory_mb
+    variables = function["Environment"]["Variables"]
+    assert endpoint_reference(synth, variables["ENDPOINT_NAME"], "EndpointName")
+    assert variables["ENDPOINT_READ_TIMEOUT_SECONDS"] == str(config.endpoint_read_timeout_seconds)
+    assert variables["ENDPOINT_CONNECT_TIMEOUT_SECONDS"] == str(config.endpoint_connect_timeout_seconds)
+    assert variables["ENDPOINT_MAX_ATTEMPTS"] == str(config.endpoint_max_attempts)
+    assert variables["MAX_IMAGE_BYTES"] == str(config.max_image_bytes)
+    worst = config.endpoint_max_attempts * (
+        config.endpoint_connect_timeout_seconds + config.endpoint_read_timeout_seconds
+    )
+    assert function["Timeout"] == config.lambda_timeout_seconds > worst
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_lambda_logs_to_its_own_encrypted_log_group_with_retention(stages, stage):
+    synth = stages[stage]
+    log_group_id, log_group = next(iter(synth.resources("api", "AWS::Logs::LogGroup").items()))
+    assert log_group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
+    assert "KmsKeyId" in log_group["Properties"]
+    function = only(synth.resources("api", "AWS::Lambda::Function"))["Properties"]
+    assert function["LoggingConfig"]["LogGroup"] == {"Ref": log_group_id}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_function_url_uses_iam_auth_on_the_live_alias(stages, stage):
+    synth = stages[stage]
+    alias = only(synth.resources("api", "AWS::Lambda::Alias"))
+    assert alias["Properties"]["Name"] == "live"
+    function_id = next(iter(synth.resources("api", "AWS::Lambda::Function")))
+    url = only(synth.resources("api", "AWS::Lambda::Url"))["Properties"]
+    assert url["AuthType"] == "AWS_IAM"
+    assert url["TargetFunctionArn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert url["Qualifier"] == "live"
+    assert (
+        synth.resources("api", "AWS::Lambda::Permission") == {}
+    )  # nobody gets invoke rights from this stack
+
+
+def test_dev_has_no_provisioned_concurrency(dev):
+    alias = only(dev.resources("api", "AWS::Lambda::Alias"))["Properties"]
+    assert "ProvisionedConcurrencyConfig" not in alias
+    assert dev.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
+
+
+def test_prod_autoscales_provisioned_concurrency(prod):
+    config = prod.config
+    alias = only(prod.resources("api", "AWS::Lambda::Alias"))["Properties"]
+    assert alias["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": config.lambda_provisioned_concurrency
+    }
+    target = only(prod.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget"))["Properties"]
+    assert target["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
+    assert target["MinCapacity"] == config.lambda_provisioned_concurrency
+    assert target["MaxCapacity"] == config.lambda_provisioned_concurrency_max
+    prod.template("api").has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "TargetTrackingScalingPolicyConfiguration": {
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"
+                },
+                "TargetValue": config.lambda_provisioned_utilization_target,
+            }
+        },
+    )
