@@ -110,6 +110,9 @@ class ToolkitEmulation:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    # Headers and body go out as separate small writes; with Nagle's algorithm on, the second waits
+    # for the client's delayed ACK (40 ms on Linux) on every kept-alive request.
+    disable_nagle_algorithm = True
     server_version = "LocalSageMakerEndpoint"
     timeout = 60  # an idle keep-alive connection releases its thread after this many seconds
     server: _Server
