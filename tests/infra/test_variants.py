@@ -1,0 +1,112 @@
+"""Retraining updates the same endpoint; the optional variants (serverless, KMS-capable instance) synthesize.
+
+Each variant is synthesized with the security gate on, so building it at all proves zero unacknowledged
+cdk-nag findings for that configuration too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import synth_stage
+
+RETRAINED_URL = "s3://dogbreed-prod-artifacts/training-output/job-2/output/model.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory):
+    return synth_stage(tmp_path_factory.mktemp("retrained"), "prod", model_data_url=RETRAINED_URL)
+
+
+def only(resources: dict) -> tuple[str, dict]:
+    assert len(resources) == 1, list(resources)
+    return next(iter(resources.items()))
+
+
+def test_new_model_url_updates_the_same_endpoint_in_place(prod, retrained):
+    _, endpoint_before = only(prod.resources("serving", "AWS::SageMaker::Endpoint"))
+    _, endpoint_after = only(retrained.resources("serving", "AWS::SageMaker::Endpoint"))
+    # Same name, so CloudFormation updates the endpoint (blue/green) rather than replacing it.
+    assert (
+        endpoint_before["Properties"]["EndpointName"]
+        == endpoint_after["Properties"]["EndpointName"]
+        == "dogbreed-prod"
+    )
+    assert (
+        endpoint_before == endpoint_after
+    )  # it points at the config by GetAtt: only the config's name changes
+
+
+def test_new_model_url_replaces_model_and_endpoint_config(prod, retrained):
+    model_id, model_before = only(prod.resources("serving", "AWS::SageMaker::Model"))
+    _, model_after = only(retrained.resources("serving", "AWS::SageMaker::Model"))
+    before = model_before["Properties"]["PrimaryContainer"]["ModelDataUrl"]
+    after = model_after["Properties"]["PrimaryContainer"]["ModelDataUrl"]
+    assert (before, after) == ("s3://example-bucket/model/model.tar.gz", RETRAINED_URL)
+    # No fixed names: the ModelDataUrl change (replacement) creates a new model under a new generated name,
+    # whose new name in turn replaces the endpoint config that references it.
+    assert "ModelName" not in model_after["Properties"]
+    _, config_after = only(retrained.resources("serving", "AWS::SageMaker::EndpointConfig"))
+    assert "EndpointConfigName" not in config_after["Properties"]
+    assert config_after["Properties"]["ProductionVariants"][0]["ModelName"] == {
+        "Fn::GetAtt": [model_id, "ModelName"]
+    }
+
+
+def test_new_model_url_changes_only_the_model_artifact_grant(prod, retrained):
+    assert retrained.templates["api"] == prod.templates["api"]  # Lambda config and invoke policy unchanged
+    assert retrained.templates["storage"] == prod.templates["storage"]
+    assert retrained.templates["training"] == prod.templates["training"]
+    policy_before = str(prod.templates["serving"]["Resources"])
+    policy_after = str(retrained.templates["serving"]["Resources"])
+    assert "dogbreed-prod-artifacts/training-output/job-2/output/model.tar.gz" in policy_after
+    assert "example-bucket/model/model.tar.gz" in policy_before
+    assert "example-bucket" not in policy_after
+
+
+@pytest.fixture(scope="module")
+def serverless(tmp_path_factory):
+    return synth_stage(
+        tmp_path_factory.mktemp("serverless"),
+        "dev",
+        serving_mode="serverless",
+        inference_image_tag="2.6.0-cpu-py312",
+        serverless_memory_mb=4096,
+        serverless_max_concurrency=3,
+    )
+
+
+def test_serverless_dev_variant(serverless):
+    _, endpoint_config = only(serverless.resources("serving", "AWS::SageMaker::EndpointConfig"))
+    (variant,) = endpoint_config["Properties"]["ProductionVariants"]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 3}
+    assert "InstanceType" not in variant
+    assert "KmsKeyId" not in endpoint_config["Properties"]
+    _, model = only(serverless.resources("serving", "AWS::SageMaker::Model"))
+    # Serverless Inference does not support network isolation.
+    assert model["Properties"]["EnableNetworkIsolation"] is False
+    assert (
+        model["Properties"]["PrimaryContainer"]["Image"]["Fn::Join"][1][-1]
+        == "/pytorch-inference:2.6.0-cpu-py312"
+    )
+    # No Application Auto Scaling for serverless: concurrency is the scaling knob.
+    assert serverless.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
+    _, endpoint = only(serverless.resources("serving", "AWS::SageMaker::Endpoint"))
+    assert endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+
+
+@pytest.fixture(scope="module")
+def kms_volume(tmp_path_factory):
+    return synth_stage(
+        tmp_path_factory.mktemp("kms-volume"),
+        "dev",
+        instance_type="ml.m5.xlarge",
+        inference_image_tag="2.6.0-cpu-py312",
+    )
+
+
+def test_instance_without_local_storage_gets_the_kms_volume_key(kms_volume):
+    _, endpoint_config = only(kms_volume.resources("serving", "AWS::SageMaker::EndpointConfig"))
+    assert endpoint_config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
+    key = endpoint_config["Properties"]["KmsKeyId"]
+    assert "Fn::GetStackOutput" in key or "Fn::ImportValue" in key
