@@ -20,10 +20,12 @@ For tests and the demo, :class:`LocalEndpoint` starts and stops the same server 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -117,6 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # an idle keep-alive connection releases its thread after this many seconds
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
     def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(200, b"", "text/plain")
@@ -206,8 +218,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    # Request threads are joined on close: a thread still inside torch when the interpreter exits
+    # aborts the process ("terminate called without an active exception").
+    daemon_threads = False
+    block_on_close = True
     endpoint: LocalEndpoint
+
+    def __init__(self, address: tuple[str, int], endpoint: LocalEndpoint) -> None:
+        super().__init__(address, _Handler)
+        self.endpoint = endpoint
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def close_idle_connections(self) -> None:
+        """End keep-alive connections: their threads wake from reading with EOF and return."""
+        with self.connections_lock:
+            for connection in self.connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RD)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (read timeout) closes its socket before the answer is written:
@@ -265,8 +293,7 @@ class LocalEndpoint:
     def start(self) -> LocalEndpoint:
         """Load the model (model_fn, warm-up included), then listen; returns once requests are served."""
         self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
-        self._server = _Server((LOOPBACK, self._requested_port), _Handler)
-        self._server.endpoint = self
+        self._server = _Server((LOOPBACK, self._requested_port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"endpoint-{self.name}", daemon=True
         )
@@ -274,28 +301,35 @@ class LocalEndpoint:
         return self
 
     def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, close every connection."""
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
+            self._server.close_idle_connections()
+            self._server.server_close()  # joins the request threads
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
 
     def client_environment(self) -> dict[str, str]:
-        """Environment for a boto3 ``sagemaker-runtime`` client to reach this endpoint (dummy credentials)."""
-        return {
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.url,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",  # a placeholder: the local endpoint checks no signature
-            "AWS_DEFAULT_REGION": FAKE_REGION,
-        }
+        """Environment for a boto3 ``sagemaker-runtime`` client to reach this endpoint."""
+        return client_environment(self.url)
 
     def __enter__(self) -> LocalEndpoint:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def client_environment(url: str) -> dict[str, str]:
+    """``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` plus dummy credentials and region, for an offline boto3."""
+    return {
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",  # a placeholder: the local endpoint checks no signature
+        "AWS_DEFAULT_REGION": FAKE_REGION,
+    }
 
 
 class _Unlimited:

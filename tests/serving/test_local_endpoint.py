@@ -1,0 +1,163 @@
+"""The local endpoint speaks the container contract and the SageMaker runtime API, errors included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+import sample_images as images
+from botocore.config import Config
+from serving_helpers import ENDPOINT_NAME
+
+from inference.local_endpoint import LocalEndpoint
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def runtime_client(url: str):
+    """A real boto3 sagemaker-runtime client aimed at the local endpoint the documented way."""
+    env = {
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": url,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        return boto3.client(
+            "sagemaker-runtime", config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
+        )
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def http(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+def test_ping_and_container_invocations(endpoint):
+    assert http(f"{endpoint.url}/ping")[0] == 200
+    status, body, headers = http(
+        f"{endpoint.url}/invocations",
+        "POST",
+        images.jpeg(),
+        {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=2"},
+    )
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert len(json.loads(body)["predictions"]) == 2
+
+
+def test_container_errors_look_like_the_toolkit(endpoint):
+    """Status from the handler's BaseInferenceToolkitError; body = message line + traceback."""
+    status, body, _ = http(f"{endpoint.url}/invocations", "POST", images.gif(), {"Content-Type": "image/gif"})
+    assert status == 415
+    first_line, rest = body.decode().split("\n", 1)
+    assert json.loads(first_line)["error"]["code"] == "unsupported_media_type"
+    assert rest.startswith("Traceback")
+
+
+def test_boto3_invoke_endpoint(endpoint, class_names):
+    client = runtime_client(endpoint.url)
+    response = client.invoke_endpoint(
+        EndpointName=ENDPOINT_NAME,
+        ContentType="image/png",
+        Body=images.png_rgba(),
+        CustomAttributes="top_k=3",
+    )
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    body = json.loads(response["Body"].read())
+    assert [p["breed"] for p in body["predictions"]] == [class_names[p["index"]] for p in body["predictions"]]
+    assert len(body["predictions"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "original_status"),
+    [
+        (images.truncated_jpeg(), "image/jpeg", 400),
+        (images.png_bomb(), "image/png", 413),
+        (images.bmp(), "image/png", 415),
+    ],
+    ids=["truncated", "bomb", "bmp"],
+)
+def test_model_client_errors_raise_model_error_like_aws(endpoint, body, content_type, original_status):
+    client = runtime_client(endpoint.url)
+    with pytest.raises(client.exceptions.ModelError) as raised:
+        client.invoke_endpoint(EndpointName=ENDPOINT_NAME, ContentType=content_type, Body=body)
+    response = raised.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert response["Error"]["Code"] == "ModelError"
+    assert response["OriginalStatusCode"] == original_status
+    assert response["LogStreamArn"].startswith("arn:aws:logs:")
+    assert "Traceback" in response["OriginalMessage"]
+    assert f"client error ({original_status})" in response["Error"]["Message"]
+
+
+def test_unknown_endpoint_is_a_validation_error(endpoint):
+    client = runtime_client(endpoint.url)
+    with pytest.raises(client.exceptions.ValidationError, match="Endpoint nope of account"):
+        client.invoke_endpoint(EndpointName="nope", ContentType="image/jpeg", Body=images.jpeg())
+
+
+def test_beyond_max_concurrency_is_throttling(artifact_dir):
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, max_concurrency=1, delay_seconds=1.0) as busy:
+        client = runtime_client(busy.url)
+        first = threading.Thread(
+            target=client.invoke_endpoint,
+            kwargs={"EndpointName": ENDPOINT_NAME, "ContentType": "image/jpeg", "Body": images.jpeg()},
+        )
+        first.start()
+        time.sleep(0.3)
+        with pytest.raises(client.exceptions.ClientError) as raised:
+            client.invoke_endpoint(EndpointName=ENDPOINT_NAME, ContentType="image/jpeg", Body=images.jpeg())
+        first.join()
+    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+
+
+def test_command_line_serves_until_sigterm(artifact_dir):
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [
+            *(
+                sys.executable,
+                "-m",
+                "inference.local_endpoint",
+                "--model-dir",
+                str(artifact_dir),
+                "--port",
+                "0",
+            ),
+            *("--name", "cli-endpoint", "--log-level", "WARNING"),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = process.stdout.readline()
+        assert "serving on http://127.0.0.1:" in first_line, first_line + process.stderr.read()
+        url = first_line.rsplit(" ", 1)[-1].strip()
+        client = runtime_client(url)
+        response = client.invoke_endpoint(
+            EndpointName="cli-endpoint", ContentType="image/jpeg", Body=images.jpeg()
+        )
+        assert len(json.loads(response["Body"].read())["predictions"]) == 5
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
