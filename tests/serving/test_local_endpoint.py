@@ -18,6 +18,7 @@ import sample_images as images
 from botocore.config import Config
 from serving_helpers import ENDPOINT_NAME
 
+from inference import local_invoke
 from inference.local_endpoint import LocalEndpoint
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -161,3 +162,13 @@ def test_command_line_serves_until_sigterm(artifact_dir):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_local_invoke_classifies_through_the_lambda_handler(artifact_dir, tmp_path, capsys, class_names):
+    image = tmp_path / "dog.webp"
+    image.write_bytes(images.webp())
+    assert local_invoke.main(["--model-dir", str(artifact_dir), "--image", str(image), "--top-k", "3"]) == 0
+    output = capsys.readouterr().out
+    assert "status 200" in output
+    ranked = [line for line in output.splitlines() if line.strip()[:2] in {"1.", "2.", "3."}]
+    assert len(ranked) == 3 and all(any(name in line for name in class_names) for line in ranked)

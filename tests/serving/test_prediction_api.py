@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +21,7 @@ from serving_helpers import ENDPOINT_NAME, free_port, load_handler
 from inference import inference as handlers
 from inference.local_endpoint import LocalEndpoint
 
+LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
 LAMBDA_CONTEXT = SimpleNamespace(aws_request_id="req-1234")
 # What must never reach a caller: tracebacks, AWS resource names, the service's or model's own text.
 LEAKS = (
@@ -367,3 +373,34 @@ def test_client_has_explicit_timeouts_and_standard_retries(endpoint):
     config = api.RUNTIME.meta.config
     assert config.read_timeout == 7.5 and config.connect_timeout == 2.0
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+
+
+def test_lambda_bundle_imports_only_stdlib_boto3_and_its_own_modules():
+    """Fast cold start and a self-contained bundle: no torch, PIL, numpy or repo packages in lambda/."""
+    bundle = sorted(LAMBDA_DIR.glob("*.py"))
+    own = {path.stem for path in bundle}
+    for path in bundle:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                root = name.split(".")[0]
+                assert root in sys.stdlib_module_names or root in {"boto3", "botocore"} | own, (
+                    path.name,
+                    name,
+                )
+
+
+def test_cold_import_loads_no_heavy_modules():
+    script = "import sys, handler; print(sorted(m for m in ('torch', 'PIL', 'numpy') if m in sys.modules))"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "ENDPOINT_NAME": "cold-start",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    result = subprocess.run(  # noqa: S603 - this interpreter with a fixed script, no shell
+        [sys.executable, "-c", script], cwd=LAMBDA_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
