@@ -79,6 +79,7 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 _IMAGE_TAG = re.compile(r"^\d+\.\d+(\.\d+)?-(gpu|cpu)-py3\d+(-[a-z0-9.\-]+)?$")
 _ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _EC2_INSTANCE = re.compile(r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
+_DLAMI_PARAMETER = re.compile(r"^/aws/service/deeplearning/ami/x86_64/[a-z0-9.\-]+/latest/ami-id$")
 _EMAIL = re.compile(r"^$|^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 _MODEL_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>[^\s]+\.tar\.gz)$")
 
@@ -105,6 +106,7 @@ class StageConfig:
     training_host_enabled: bool
     training_host_instance_type: str
     training_host_volume_gb: int
+    training_host_ami_parameter: str
     # serving
     serving_mode: str
     inference_image_tag: str
@@ -237,6 +239,10 @@ _CHECKS: dict[str, Check] = {
     "training_host_enabled": _bool,
     "training_host_instance_type": _pattern(_EC2_INSTANCE, "g5.xlarge"),
     "training_host_volume_gb": _int(100, 2000),
+    "training_host_ami_parameter": _pattern(
+        _DLAMI_PARAMETER,
+        "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id",
+    ),
     "serving_mode": _choice(SERVING_MODES),
     "inference_image_tag": _pattern(_IMAGE_TAG, "2.6.0-gpu-py312"),
     "instance_type": _pattern(_ML_INSTANCE, "ml.g4dn.xlarge"),

@@ -15,6 +15,8 @@ DATA_PREFIX = "data/"
 OUTPUT_PREFIX = "training-output/"
 CHECKPOINT_PREFIX = "checkpoints/"
 MODELS_PREFIX = "models/"
+# Source bundle of this repository for the optional EC2 training host, which has no internet access.
+CODE_PREFIX = "code/"
 DATA_CAPTURE_PREFIX = "data-capture/"
 ACCESS_LOG_PREFIX = "artifacts-bucket/"
 

@@ -9,7 +9,15 @@ from constructs import Construct
 
 from stacks.config import StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
-from stacks.storage import CHECKPOINT_PREFIX, DATA_PREFIX, MODELS_PREFIX, OUTPUT_PREFIX, ArtifactBucket
+from stacks.constructs.training_host import GpuTrainingHost
+from stacks.storage import (
+    CHECKPOINT_PREFIX,
+    CODE_PREFIX,
+    DATA_PREFIX,
+    MODELS_PREFIX,
+    OUTPUT_PREFIX,
+    ArtifactBucket,
+)
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 # SageMaker publishes training metrics (the algorithm's metric definitions) under this namespace.
@@ -141,8 +149,6 @@ class TrainingStack(Stack):
         self.role = training.role
 
         if config.training_host_enabled:
-            from stacks.constructs.training_host import GpuTrainingHost
-
             GpuTrainingHost(self, "GpuTrainingHost", config=config, artifacts=artifacts, key=key)
 
         outputs = {
@@ -151,6 +157,7 @@ class TrainingStack(Stack):
             "DataPrefix": (DATA_PREFIX, "Prefix of the ImageFolder data set (train/ valid/ test/)"),
             "OutputPrefix": (OUTPUT_PREFIX, "Prefix SageMaker writes <job>/output/model.tar.gz under"),
             "CheckpointPrefix": (CHECKPOINT_PREFIX, "Prefix of the managed-spot checkpoints"),
+            "CodePrefix": (CODE_PREFIX, "Prefix for the source bundle the EC2 training host reads"),
             "ModelsPrefix": (MODELS_PREFIX, "Prefix for promoted, deployable model.tar.gz artifacts"),
             "KmsKeyArn": (key.key_arn, "Project KMS key (output and volume encryption)"),
             "TrainingImageUri": (training.image_uri, "PyTorch training DLC image for this region"),

@@ -102,6 +102,11 @@ BAD_VALUES = [
     ("training_host_enabled", 1, "must be true or false"),
     ("training_host_instance_type", "ml.g5.xlarge", "must look like g5.xlarge"),
     ("training_host_volume_gb", 20, "must be an integer from 100 to 2000"),
+    (
+        "training_host_ami_parameter",
+        "ami-0123456789abcdef0",
+        "must look like /aws/service/deeplearning/ami/x86_64/",
+    ),
     ("serving_mode", "async", "must be one of instance, serverless"),
     ("inference_image_tag", "2.6.0", "must look like 2.6.0-gpu-py312"),
     ("instance_type", "g4dn.xlarge", "must look like ml.g4dn.xlarge"),

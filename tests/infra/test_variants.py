@@ -110,3 +110,55 @@ def test_instance_without_local_storage_gets_the_kms_volume_key(kms_volume):
     assert endpoint_config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
     key = endpoint_config["Properties"]["KmsKeyId"]
     assert "Fn::GetStackOutput" in key or "Fn::ImportValue" in key
+
+
+@pytest.fixture(scope="module")
+def training_host(tmp_path_factory):
+    return synth_stage(tmp_path_factory.mktemp("training-host"), "dev", training_host_enabled=True)
+
+
+def test_training_host_is_a_spot_dlami_instance_with_imdsv2_and_encrypted_volume(training_host):
+    template = training_host.templates["training"]
+    _, instance = only(training_host.resources("training", "AWS::EC2::Instance"))
+    properties = instance["Properties"]
+    # The DLAMI id comes from AWS's public SSM parameter, resolved by CloudFormation at deploy time.
+    parameter = template["Parameters"][properties["ImageId"]["Ref"]]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    assert parameter["Default"] == training_host.config.training_host_ami_parameter
+    (volume,) = properties["BlockDeviceMappings"]
+    assert volume["Ebs"]["Encrypted"] is True
+    assert "KmsKeyId" in volume["Ebs"]
+    assert "KeyName" not in properties  # no SSH key: Session Manager only
+    template_id = properties["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
+    launch_data = template["Resources"][template_id]["Properties"]["LaunchTemplateData"]
+    assert launch_data["MetadataOptions"] == {"HttpTokens": "required"}
+    assert launch_data["InstanceMarketOptions"]["MarketType"] == "spot"
+
+
+def test_training_host_has_no_inbound_access_and_no_internet_route(training_host):
+    groups = training_host.resources("training", "AWS::EC2::SecurityGroup")
+    host_group = next(g for g in groups.values() if "no inbound" in g["Properties"]["GroupDescription"])
+    assert "SecurityGroupIngress" not in host_group["Properties"]
+    assert training_host.resources("training", "AWS::EC2::InternetGateway") == {}
+    assert training_host.resources("training", "AWS::EC2::NatGateway") == {}
+    endpoints = training_host.resources("training", "AWS::EC2::VPCEndpoint")
+    assert len(endpoints) == 4  # S3 gateway + ssm, ssmmessages, ec2messages
+    assert training_host.resources("training", "AWS::EC2::FlowLog")
+
+
+def test_training_host_profile_is_scoped_to_the_bucket_prefixes(training_host):
+    policies = training_host.resources("training", "AWS::IAM::ManagedPolicy")
+    host_policy = next(p for k, p in policies.items() if k.startswith("GpuTrainingHostPolicy"))
+    statements = {s["Sid"]: s for s in host_policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert statements["ReadDataCodeAndCheckpoints"]["Action"] == "s3:GetObject"
+    suffixes = sorted(r["Fn::Join"][1][-1] for r in statements["ReadDataCodeAndCheckpoints"]["Resource"])
+    assert suffixes == ["/checkpoints/*", "/code/*", "/data/*"]
+    assert statements["SessionManager"]["Resource"] == "*"
+    assert all(
+        a.split(":")[0] in ("ssm", "ssmmessages", "ec2messages")
+        for a in statements["SessionManager"]["Action"]
+    )
+    for role in training_host.resources("training", "AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+    assert training_host.resources("training", "AWS::IAM::Policy") == {}
+    assert "TrainingHostId" in training_host.templates["training"]["Outputs"]
