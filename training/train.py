@@ -163,10 +163,12 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, ctx: DistContext, cfg: TrainConfig):
+def evaluate(
+    model: nn.Module, loader: torch.utils.data.DataLoader, ctx: DistContext, channels_last: bool = False
+) -> dict[str, float]:
     """Loss, top-1 and top-5 over every sample of every rank's shard, in fp32 as the endpoint runs."""
     model.eval()
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     criterion = nn.CrossEntropyLoss()
     meter = Accumulator()
     for images, targets in loader:
@@ -345,7 +347,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
         distributed.broadcast_buffers(ctx, model)
         train = meter.reduce(ctx)
         images_done = distributed.all_reduce_sum(ctx, torch.tensor([float(images_done)])).item()
-        val = evaluate(model, valid_loader, ctx, cfg)
+        val = evaluate(model, valid_loader, ctx, cfg.channels_last)
         record = {
             "epoch": epoch + 1,
             "train_loss": train["loss"],
@@ -372,7 +374,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     summary: dict[str, Any] = {"complete": True, "world_size": ctx.world_size, "config": cfg.to_dict()}
     if data.test is not None:
         test_loader = data.loader(data.test, ShardSampler(len(data.test), ctx.rank, ctx.world_size), cfg)
-        test = evaluate(model, test_loader, ctx, cfg)
+        test = evaluate(model, test_loader, ctx, cfg.channels_last)
         summary.update(
             test_loss=test["loss"],
             test_acc1=test["acc1"],

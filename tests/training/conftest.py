@@ -1,0 +1,78 @@
+"""Shared fixtures: one synthetic dataset and one 2-process DDP run, reused by many assertions.
+
+The run's settings are the smallest that still learn: 4 classes, ResNet-18 at 40 px, 6 epochs. Two
+processes with one CPU thread each keep it to about 20 s on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from training import synthetic  # noqa: E402
+
+CLASSES = 4
+TRAIN_ARGS = (
+    "--arch", "resnet18", "--weights", "none", "--epochs", "6", "--batch-size", "8", "--image-size", "40",
+    "--opt", "adamw", "--lr", "0.002", "--min-crop-scale", "0.5", "--workers", "0", "--seed", "7",
+    "--progress", "false",
+)  # fmt: skip
+
+
+def clean_env() -> dict[str, str]:
+    """The test process's environment without anything that would make train.py think it is on SageMaker
+    or already under torchrun."""
+    drop = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SM_HPS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k not in drop}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def torchrun_command(nproc: int, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+        "--standalone", "-m", "training.train", *args,
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    model_dir: Path
+    output: str
+    metrics: dict
+
+    def epoch_lines(self) -> list[str]:
+        return [line for line in self.output.splitlines() if " epoch=" in line]
+
+
+def run_training(model_dir: Path, data_dir: Path, nproc: int = 2, extra: tuple[str, ...] = ()) -> Run:
+    cmd = torchrun_command(
+        nproc, "--data-dir", str(data_dir), "--model-dir", str(model_dir), *TRAIN_ARGS, *extra
+    )
+    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return Run(model_dir, output, json.loads((model_dir / "metrics.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    return synthetic.generate(
+        tmp_path_factory.mktemp("synthetic"), classes=CLASSES, per_class=40, size=48, seed=1
+    )
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory, dataset) -> Run:
+    """An uninterrupted 2-process run (gloo), the reference for the resume test too."""
+    return run_training(tmp_path_factory.mktemp("ddp") / "model", dataset)
