@@ -60,6 +60,12 @@ _MODEL_ERROR_MESSAGES = {
     "unsupported_image_format": "the image format is not supported; send JPEG, PNG or WebP",
     "unsupported_media_type": "the image format is not supported; send JPEG, PNG or WebP",
 }
+_MODEL_BUSY_STATUSES = {
+    429: api_errors.throttled,
+    503: api_errors.endpoint_unavailable,
+    408: api_errors.endpoint_timeout,
+    504: api_errors.endpoint_timeout,
+}
 _THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 _RESPONSE_HEADERS = {
     "content-type": "application/json",
@@ -206,7 +212,11 @@ def _endpoint_error(exc: ClientError, log: dict[str, Any]) -> ApiError:
 
 
 def _model_error(status: Any, original_message: Any) -> ApiError:
-    """A 4xx the model answered is the caller's fault and keeps its status; anything else is a 502."""
+    """A 400/413/415 from the model is the caller's fault and keeps its status. A busy or slow model
+    server (TorchServe answers 503 when its queue is full, 429/408/504 from other servers) keeps
+    its retryable meaning; anything else is the model failing: 502."""
+    if status in _MODEL_BUSY_STATUSES:
+        return _MODEL_BUSY_STATUSES[status]()
     allowed = _MODEL_CLIENT_ERRORS.get(status) if isinstance(status, int) else None
     if not allowed:
         return api_errors.model_failed()
@@ -249,6 +259,8 @@ def _prediction(entry: Any) -> dict[str, Any]:
     breed, index, probability = entry["breed"], entry["index"], entry["probability"]
     if not isinstance(breed, str) or not isinstance(index, int) or not isinstance(probability, int | float):
         raise TypeError("malformed prediction")
+    if not 0.0 <= probability <= 1.0:  # also false for NaN, which would make the body invalid JSON
+        raise ValueError("probability out of range")
     return {"breed": breed, "index": index, "probability": float(probability)}
 
 

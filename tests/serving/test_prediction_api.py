@@ -279,8 +279,10 @@ def _failing(predict_error: Exception | None = None, output: str | None = None) 
         _failing(predict_error=RuntimeError("CUDA error: an illegal memory access was encountered")),
         _failing(output='{"predictions": "not a list"}'),
         _failing(output="<html>502</html>"),
+        _failing(output='{"predictions": [{"breed": "x", "index": 0, "probability": NaN}], "model": {}}'),
+        _failing(predict_error=handlers.RequestError(406, "not_acceptable", "no")),
     ],
-    ids=["model-raises", "malformed-answer", "not-json"],
+    ids=["model-raises", "malformed-answer", "not-json", "nan", "unexpected-4xx"],
 )
 def test_a_failing_model_is_502_without_its_error_text(artifact_dir, broken, capsys):
     with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, handlers=broken) as failing:
@@ -289,6 +291,19 @@ def test_a_failing_model_is_502_without_its_error_text(artifact_dir, broken, cap
     assert (status, body["error"]["code"]) == (502, "model_error")
     assert "CUDA" not in json.dumps(body)
     assert last_log(capsys)["level"] == "ERROR"
+
+
+@pytest.mark.parametrize(
+    ("model_status", "status", "code"),
+    [(503, 503, "endpoint_unavailable"), (429, 429, "throttled"), (504, 504, "endpoint_timeout")],
+)
+def test_a_busy_model_server_keeps_its_retryable_status(artifact_dir, model_status, status, code, capsys):
+    busy = _failing(predict_error=handlers.RequestError(model_status, "busy", "queue full"))
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, handlers=busy) as failing:
+        api = load_handler(failing.url)
+        answer = call(api, {"image": b64(images.jpeg())})
+    assert (answer[0], answer[1]["error"]["code"]) == (status, code)
+    assert last_log(capsys)["model_status"] == model_status
 
 
 def test_endpoint_down_is_503(capsys):
