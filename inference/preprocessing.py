@@ -91,7 +91,7 @@ def decode_image(
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels")
-    if min_side and image.format == "JPEG":
+    if min_side and image.format in ("JPEG", "MPO"):
         image.draft("RGB", (min_side, min_side))
     try:
         image.load()
@@ -115,7 +115,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: Pillow's convert() clips instead of scaling, so scale to 8 bits by hand.
         pixels = np.asarray(image, dtype=np.uint32) >> 8
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))  # 2-D uint8: mode "L"
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

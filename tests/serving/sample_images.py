@@ -33,6 +33,11 @@ def jpeg(width: int = 96, height: int = 64) -> bytes:
     return encode(scene(width, height), "JPEG", quality=90)
 
 
+def jpeg_mpo() -> bytes:
+    """A Multi-Picture JPEG (what many phones write); Pillow reports its format as "MPO"."""
+    return encode(scene(), "MPO", save_all=True, append_images=[scene(48, 32)])
+
+
 def png_rgba() -> bytes:
     image = scene().convert("RGBA")
     alpha = Image.linear_gradient("L").resize(image.size)

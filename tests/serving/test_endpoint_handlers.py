@@ -51,6 +51,7 @@ FORMATS = {
     "png-16bit": (images.png_16bit_grayscale, "image/png"),
     "png-palette": (images.png_palette, "image/png"),
     "jpeg-cmyk": (images.jpeg_cmyk, "image/jpeg"),
+    "jpeg-mpo": (images.jpeg_mpo, "image/jpeg"),
     "jpeg-grayscale": (images.jpeg_grayscale, "image/jpeg"),
     "jpeg-exif-rotated": (lambda: images.jpeg_exif_rotated(images.scene()), "image/jpeg"),
     "webp": (images.webp, "image/webp"),
@@ -261,3 +262,14 @@ def test_a_truly_unreadable_image_body_type_is_a_client_error(model):
 def test_rgb_image_is_what_the_transform_receives():
     image = decode_image(images.png_rgba())
     assert isinstance(image, Image.Image) and image.mode == "RGB"
+
+
+def test_jpeg_draft_decoding_feeds_the_model_what_a_full_decode_would(model):
+    """The endpoint decodes big JPEGs at 1/2..1/8 scale (draft mode); the preset's output must not change."""
+    data = images.large_jpeg()
+    drafted = decode_image(data, min_side=model.config.resize_size)
+    full = decode_image(data)
+    assert full.size == (4000, 3000) and drafted.size[0] < 1000  # the draft really happened
+    assert min(drafted.size) >= model.config.resize_size
+    difference = (model.transform(drafted) - model.transform(full)).abs().mean()
+    assert difference < 0.05
