@@ -10,6 +10,7 @@ expects, for any torchvision classifier (ResNets' ``fc``, EfficientNets' ``class
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,8 @@ def head_parameter_names(arch: str) -> frozenset[str]:
     Found by building the model twice on the meta device (no memory, no initialisation cost) with
     different class counts and comparing shapes.
     """
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # inception_v3's note about its init default
         a = build_model(arch, 2).state_dict()
         b = build_model(arch, 3).state_dict()
     return frozenset(name for name, tensor in a.items() if tensor.shape != b[name].shape)

@@ -132,8 +132,11 @@ def test_artifact_cli_packages_and_rejects_an_incomplete_dir(ddp_run, tmp_path):
 
 
 def test_only_rank_0_writes_files(dataset, tmp_path):
-    """Each rank gets its own dirs; after a 1-epoch run only rank 0's contain anything."""
-    args = ["--data-dir", str(dataset), *TRAIN_ARGS, "--epochs", "1"]
+    """Each rank gets its own dirs; after the run only rank 0's contain anything.
+
+    Two epochs, the first with a frozen backbone: also exercises re-wrapping DDP when the set of
+    trainable parameters changes."""
+    args = ["--data-dir", str(dataset), *TRAIN_ARGS, "--epochs", "2", "--freeze-epochs", "1"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            WORKER, "train-per-rank-dirs", str(tmp_path), *args]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
