@@ -463,9 +463,11 @@ def test_function_url_uses_iam_auth_on_the_live_alias(stages, stage):
     )  # nobody gets invoke rights from this stack
 
 
-def test_dev_has_no_provisioned_concurrency(dev):
+def test_dev_has_fixed_provisioned_concurrency_without_autoscaling(dev):
     alias = only(dev.resources("api", "AWS::Lambda::Alias"))["Properties"]
-    assert "ProvisionedConcurrencyConfig" not in alias
+    assert alias["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": dev.config.lambda_provisioned_concurrency
+    }
     assert dev.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
 
 

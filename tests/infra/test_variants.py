@@ -73,6 +73,8 @@ def serverless(tmp_path_factory):
         inference_image_tag="2.6.0-cpu-py312",
         serverless_memory_mb=4096,
         serverless_max_concurrency=3,
+        lambda_provisioned_concurrency=0,
+        lambda_provisioned_concurrency_max=0,
     )
 
 
@@ -93,6 +95,12 @@ def test_serverless_dev_variant(serverless):
     assert serverless.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
     _, endpoint = only(serverless.resources("serving", "AWS::SageMaker::Endpoint"))
     assert endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+
+
+def test_zero_provisioned_concurrency_leaves_the_alias_on_demand(serverless):
+    _, alias = only(serverless.resources("api", "AWS::Lambda::Alias"))
+    assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
+    assert serverless.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
 
 
 @pytest.fixture(scope="module")
