@@ -492,3 +492,12 @@ def test_prod_autoscales_provisioned_concurrency(prod):
             }
         },
     )
+
+
+def test_lambda_asset_is_the_handler_sources_only(dev):
+    code = only(dev.resources("api", "AWS::Lambda::Function"))["Properties"]["Code"]
+    asset_dir = dev.outdir / f"asset.{code['S3Key'].removesuffix('.zip')}"
+    files = sorted(p.relative_to(asset_dir).as_posix() for p in asset_dir.rglob("*") if p.is_file())
+    assert "handler.py" in files
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("tests/")]
+    assert all(f.endswith(".py") for f in files), files
