@@ -64,7 +64,12 @@ class InferenceModel(Construct):
             ),
             iam.PolicyStatement(
                 sid="CreateEndpointLogGroup",
-                actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                actions=["logs:CreateLogGroup"],
+                resources=[log_group_arn],
+            ),
+            iam.PolicyStatement(
+                sid="DescribeEndpointLogStreams",
+                actions=["logs:DescribeLogStreams"],
                 resources=[f"{log_group_arn}:*"],
             ),
             *image.pull_statements(),
