@@ -41,7 +41,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from prediction_request import Limits, PredictionRequest, parse_event
+from prediction_request import Limits, PredictionRequest, event_kind, parse_event
 
 DEFAULT_TOP_K = 5
 # SageMaker endpoint names: 1-63 chars, ^[a-zA-Z0-9](-*[a-zA-Z0-9])* (botocore's service model).
@@ -141,12 +141,15 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     global _cold_start
     started = time.perf_counter()
     request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
-    log: dict[str, Any] = {"request_id": request_id, "cold_start": _cold_start}
+    log: dict[str, Any] = {
+        "request_id": request_id,
+        "cold_start": _cold_start,
+        "event_kind": event_kind(event),
+    }
     _cold_start = False
     try:
         request = parse_event(event, SETTINGS.limits)
-        log.update(event_kind=request.event_kind, image_bytes=len(request.image), top_k=request.top_k)
-        log["content_type"] = request.content_type
+        log.update(image_bytes=len(request.image), content_type=request.content_type, top_k=request.top_k)
         body = invoke_endpoint(request, log)
         response = _respond(200, {**body, "request_id": request_id}, request_id)
         log.update(outcome="ok", status=200)

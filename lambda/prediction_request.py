@@ -42,7 +42,6 @@ class PredictionRequest:
     image: bytes
     content_type: str  # what the bytes are (from their magic number), sent to the endpoint
     top_k: int
-    event_kind: str  # "http" or "direct", for the log line
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,13 @@ class Limits:
     default_top_k: int
 
 
+def event_kind(event: Any) -> str:
+    """``http`` (Function URL / API Gateway), ``direct`` (an invoke payload) or ``invalid``."""
+    if not isinstance(event, dict):
+        return "invalid"
+    return "http" if _is_http_event(event) else "direct"
+
+
 def parse_event(event: Any, limits: Limits) -> PredictionRequest:
     if not isinstance(event, dict):
         raise bad_request("invalid_event", "the event must be a JSON object")
@@ -59,7 +65,7 @@ def parse_event(event: Any, limits: Limits) -> PredictionRequest:
         return _parse_http(event, limits)
     image = _decode_image_field(event.get("image"), limits)
     top_k = _parse_top_k(event.get("top_k"), limits)
-    return PredictionRequest(image, sniff_image_type(image), top_k, "direct")
+    return PredictionRequest(image, sniff_image_type(image), top_k)
 
 
 def sniff_image_type(data: bytes) -> str:
@@ -113,12 +119,12 @@ def _parse_http(event: dict[str, Any], limits: Limits) -> PredictionRequest:
             raise bad_request("invalid_body", "a raw image body must arrive base64-encoded (isBase64Encoded)")
         image = _b64decode(body, limits, what="body")
         top_k = _parse_top_k(query_top_k, limits)
-        return PredictionRequest(image, sniff_image_type(image), top_k, "http")
+        return PredictionRequest(image, sniff_image_type(image), top_k)
     if content_type == JSON_TYPE:
         document = _parse_json_body(body, encoded, limits)
         image = _decode_image_field(document.get("image"), limits)
         top_k = _merge_top_k(document.get("top_k"), query_top_k, limits)
-        return PredictionRequest(image, sniff_image_type(image), top_k, "http")
+        return PredictionRequest(image, sniff_image_type(image), top_k)
     if not content_type:
         raise unsupported("unsupported_media_type", "the request has no content-type; send image/* or JSON")
     allowed = "image/jpeg, image/png, image/webp or application/json"
@@ -143,7 +149,11 @@ def _header(headers: dict[str, Any], name: str) -> str:
 
 
 def _parse_json_body(body: str, encoded: bool, limits: Limits) -> dict[str, Any]:
-    if len(body) > _max_b64_chars(limits) + 4096:
+    # The image inside is base64 (4/3 of its size); a base64-flagged body is that again.
+    max_chars = _max_b64_chars(limits) + 4096
+    if encoded:
+        max_chars = (max_chars + 2) // 3 * 4
+    if len(body) > max_chars:
         raise too_large(f"the request is larger than the {limits.max_image_bytes}-byte image limit allows")
     text = body
     if encoded:

@@ -217,6 +217,19 @@ def test_too_many_bytes_is_413(endpoint):
     assert (status, body["error"]["code"]) == (413, "image_too_large")
 
 
+@pytest.mark.parametrize("encoded", [False, True])
+def test_the_byte_limit_is_exact_for_json_bodies(endpoint, encoded):
+    data = images.jpeg(120, 90)
+    event = json_event({"image": b64(data), "top_k": 1})
+    if encoded:
+        event.update(body=b64(event["body"].encode()), isBase64Encoded=True)
+    at_limit = load_handler(endpoint.url, MAX_IMAGE_BYTES=str(max(len(data), 1024)))
+    assert call(at_limit, event)[0] == 200
+    below = load_handler(endpoint.url, MAX_IMAGE_BYTES=str(len(data) - 1))
+    status, body, _ = call(below, event)
+    assert (status, body["error"]["code"]) == (413, "image_too_large")
+
+
 def test_too_many_pixels_is_413_from_the_model(api, capsys):
     status, body, _ = call(api, {"image": b64(images.png_bomb())})
     assert (status, body["error"]["code"]) == (413, "image_too_large")
