@@ -136,7 +136,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._service_error(404, "UnknownOperationException", "Unknown operation")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit():
+            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
+            self._service_error(400, "ValidationError", "Content-Length must be a non-negative integer")
+            return
+        length = int(declared)
         if length > MAX_PAYLOAD_BYTES:
             self.close_connection = True
             self._service_error(400, "ValidationError", "Request payload exceeds the 6 MB limit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -172,3 +173,15 @@ def test_local_invoke_classifies_through_the_lambda_handler(artifact_dir, tmp_pa
     assert "status 200" in output
     ranked = [line for line in output.splitlines() if line.strip()[:2] in {"1.", "2.", "3."}]
     assert len(ranked) == 3 and all(any(name in line for name in class_names) for line in ranked)
+
+
+@pytest.mark.parametrize("length", ["-1", "ten", str(7 * 1024 * 1024)])
+def test_bad_or_oversized_content_length_is_refused_without_reading(endpoint, length):
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as connection:
+        request = (
+            f"POST /endpoints/{ENDPOINT_NAME}/invocations HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: image/jpeg\r\nContent-Length: {length}\r\n\r\n"
+        )
+        connection.sendall(request.encode())
+        answer = connection.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 400") and "ValidationError" in answer
