@@ -8,6 +8,7 @@ averaged per-batch accuracies with a floor division by the number of batches).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,9 +103,17 @@ def write_metrics(output_dir: Path, history: Sequence[dict[str, Any]], summary: 
     return path
 
 
-def plot_curves(output_dir: Path, history: Sequence[dict[str, Any]]) -> Path:
-    """``training_curves.png``: loss and accuracy per epoch. Agg backend: no display needed."""
-    import matplotlib
+def plot_curves(output_dir: Path, history: Sequence[dict[str, Any]]) -> Path | None:
+    """``training_curves.png``: loss and accuracy per epoch. Agg backend: no display needed.
+
+    Returns None, with a warning, where matplotlib is not installed (a network-isolated SageMaker job
+    cannot pip-install it); metrics.json has the same numbers.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        logging.getLogger(__name__).warning("matplotlib is not installed: no training_curves.png")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

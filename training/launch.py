@@ -1,0 +1,374 @@
+"""Start the multi-instance SageMaker training job (SageMaker Python SDK v2, ``PyTorch`` estimator).
+
+    python -m training.launch --stage dev [--instance-count 2] [-H epochs=20 -H lr=0.01] [--dry-run]
+    python -m training.launch --role-arn ARN --bucket NAME --region eu-west-1 --dry-run
+
+The job runs ``training/sagemaker_entry.py`` (which runs ``training.train``) under the PyTorch training
+DLC's ``torch_distributed`` launcher (torchrun, one process per GPU, every instance), on managed spot
+capacity with checkpoints synced to S3, so an interrupted job resumes where it stopped.
+
+Role, bucket and KMS key come from the CDK training stack's outputs (``dogbreed-<stage>-training``) or
+from flags. ``--dry-run`` prints the complete CreateTrainingJob request and touches no AWS API: the
+request is built by the SDK as for a real job, through the hook that SageMaker Pipelines use to capture
+requests instead of sending them, and the source bundle's S3 key is computed, not uploaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import DATA_CHANNEL, WEIGHTS_CHANNEL, build_parser
+from .metrics import METRIC_DEFINITIONS
+
+# v2 prints a deprecation notice on import and on every estimator; docs/training.md explains the choice.
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The code the job needs: training/ and the inference/ modules it imports. Not the repo root, whose
+# requirements.txt (CDK libraries) the container would pip-install.
+SOURCE_PACKAGES = ("training", "inference")
+ENTRY_POINT = "training/sagemaker_entry.py"
+# Newest PyTorch training DLC that SDK 2.257 knows and allows with torch_distributed on GPUs
+# (sagemaker/fw_utils.py TORCH_DISTRIBUTED_GPU_SUPPORTED_FRAMEWORK_VERSIONS).
+FRAMEWORK_VERSION = "2.8.0"
+PY_VERSION = "py312"
+STACK_NAME = "dogbreed-{stage}-training"
+STACK_OUTPUTS = (
+    "TrainingRoleArn",
+    "BucketName",
+    "DataPrefix",
+    "OutputPrefix",
+    "CheckpointPrefix",
+    "KmsKeyArn",
+)
+# Spot jobs are billed for training time only; max_wait bounds training plus time waiting for capacity.
+DEFAULT_MAX_RUN = 4 * 3600
+DEFAULT_MAX_WAIT = 8 * 3600
+# Packages the DLC lacks that training imports; installed by the toolkit from the bundle's
+# requirements.txt (skipped under network isolation, where train.py then writes no PNG).
+CONTAINER_REQUIREMENTS = "matplotlib==3.11.2\n"
+# Passed to every Session instead of the SDK's defaults files: the request depends only on this module's
+# flags and the stack outputs, and the SDK's telemetry GET (to an S3 URL) is switched off.
+SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+DEFAULT_HYPERPARAMETERS = {
+    "epochs": "20",
+    "batch-size": "64",
+    "lr": "0.01",
+    "amp": "true",
+    "freeze-epochs": "1",
+}
+
+
+class LaunchError(ValueError):
+    """A missing or bad launch setting; the message says which."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the job reads and writes: from the training stack's outputs or from flags."""
+
+    role_arn: str
+    bucket: str
+    data_prefix: str = "data/"
+    output_prefix: str = "training-output/"
+    checkpoint_prefix: str = "checkpoints/"
+    kms_key_arn: str | None = None
+
+
+def stack_target(stage: str, region: str, cloudformation: Any = None) -> Target:
+    """Read the CDK training stack's CfnOutputs (needs credentials allowed cloudformation:DescribeStacks)."""
+    if cloudformation is None:
+        import boto3
+
+        cloudformation = boto3.client("cloudformation", region_name=region)
+    name = STACK_NAME.format(stage=stage)
+    stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    missing = [key for key in ("TrainingRoleArn", "BucketName") if key not in outputs]
+    if missing:
+        raise LaunchError(f"stack {name} has no output {', '.join(missing)}")
+    return Target(
+        role_arn=outputs["TrainingRoleArn"],
+        bucket=outputs["BucketName"],
+        data_prefix=outputs.get("DataPrefix", "data/"),
+        output_prefix=outputs.get("OutputPrefix", "training-output/"),
+        checkpoint_prefix=outputs.get("CheckpointPrefix", "checkpoints/"),
+        kms_key_arn=outputs.get("KmsKeyArn") or None,
+    )
+
+
+def parse_hyperparameters(pairs: Sequence[str]) -> dict[str, str]:
+    """``-H key=value`` pairs on top of the defaults, each checked against training.train's own flags."""
+    known = {opt[2:] for action in build_parser({"SM_MODEL_DIR": "x", "SM_CHANNEL_DATA": "x"})._actions
+             for opt in action.option_strings if opt.startswith("--")}  # fmt: skip
+    # Paths are the job's business (SM_* variables), not hyperparameters.
+    known -= {"data-dir", "model-dir", "output-dir", "checkpoint-dir", "help"}
+    hps = dict(DEFAULT_HYPERPARAMETERS)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("_", "-")
+        if not sep or not value:
+            raise LaunchError(f"hyperparameter {pair!r} is not KEY=VALUE")
+        if key not in known:
+            raise LaunchError(
+                f"unknown hyperparameter {key!r}; training.train accepts: {', '.join(sorted(known))}"
+            )
+        hps[key] = value
+    return hps
+
+
+def source_bundle(network_isolation: bool = False) -> bytes:
+    """sourcedir.tar.gz: training/, inference/ and requirements.txt, reproducible byte for byte.
+
+    Without network the toolkit's ``pip install -r requirements.txt`` would fail the job, so an isolated
+    job's bundle has none (train.py then skips the PNG if the image lacks matplotlib).
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+
+        for package in SOURCE_PACKAGES:
+            for path in sorted((REPO_ROOT / package).rglob("*.py")):
+                add(path.relative_to(REPO_ROOT).as_posix(), path.read_bytes())
+        if not network_isolation:
+            add("requirements.txt", CONTAINER_REQUIREMENTS.encode())
+    return buffer.getvalue()
+
+
+def s3_uri(bucket: str, *parts: str) -> str:
+    return "s3://" + "/".join([bucket, *(p.strip("/") for p in parts if p.strip("/"))])
+
+
+def build_parser_launch() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.launch", description=__doc__.split("\n\n")[0])
+    where = p.add_argument_group("account (stack outputs, or flags)")
+    where.add_argument("--stage", help="read role, bucket and KMS key from stack dogbreed-<stage>-training")
+    where.add_argument("--role-arn", help="SageMaker execution role (overrides the stack's)")
+    where.add_argument("--bucket", help="bucket with data/ (overrides the stack's)")
+    where.add_argument("--kms-key-arn", help="KMS key for output, checkpoints and volumes")
+    where.add_argument(
+        "--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    where.add_argument(
+        "--data-s3-uri", help="ImageFolder root with train/ valid/ test/ (default: s3://BUCKET/data/)"
+    )
+    where.add_argument("--weights-s3-uri", help="ImageNet state_dict file, given to the job as the 'weights' "
+                       "channel (required with --network-isolation unless -H weights=none)")  # fmt: skip
+    where.add_argument("--checkpoint-s3-uri", help="default: s3://BUCKET/checkpoints/JOB_NAME/; reuse one to "
+                       "continue an earlier job")  # fmt: skip
+
+    job = p.add_argument_group("job")
+    job.add_argument("--job-name", help="default: dogbreed-<stage>-<UTC timestamp>")
+    job.add_argument("--instance-type", default="ml.g4dn.xlarge")
+    job.add_argument("--instance-count", type=int, default=2)
+    job.add_argument("--volume-size", type=int, default=50, help="GB of EBS per instance")
+    job.add_argument(
+        "--spot", action=argparse.BooleanOptionalAction, default=True, help="managed spot capacity"
+    )
+    job.add_argument("--max-run", type=int, default=DEFAULT_MAX_RUN, help="seconds of training at most")
+    job.add_argument(
+        "--max-wait",
+        type=int,
+        default=DEFAULT_MAX_WAIT,
+        help="seconds of training plus waiting for spot capacity (spot only; >= --max-run)",
+    )
+    job.add_argument("--input-mode", choices=("File", "FastFile"), default="File")
+    job.add_argument(
+        "--network-isolation",
+        action="store_true",
+        help="no network in the container: weights must come from --weights-s3-uri",
+    )
+    job.add_argument("--framework-version", default=FRAMEWORK_VERSION)
+    job.add_argument("--py-version", default=PY_VERSION)
+    job.add_argument("-H", "--hyperparameter", action="append", default=[], metavar="KEY=VALUE",
+                     help="a training.train option for the job, e.g. -H epochs=30 -H arch=resnet101 "
+                     f"(defaults: {DEFAULT_HYPERPARAMETERS})")  # fmt: skip
+    job.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    job.add_argument(
+        "--dry-run", action="store_true", help="print the CreateTrainingJob request; call no AWS API"
+    )
+    return p
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job_name: str
+    region: str
+    target: Target
+    source_uri: str
+    inputs: dict[str, str]
+    checkpoint_uri: str
+    hyperparameters: dict[str, str]
+    args: argparse.Namespace
+
+
+def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
+    if not args.region:
+        raise LaunchError("no AWS region: pass --region or set AWS_REGION")
+    if args.instance_count < 1:
+        raise LaunchError("--instance-count must be at least 1")
+    if args.spot and args.max_wait < args.max_run:
+        raise LaunchError("--max-wait must be at least --max-run for spot jobs")
+    if args.stage and not re.fullmatch(r"[a-z][a-z0-9-]{0,20}", args.stage):
+        raise LaunchError("--stage must be lower-case letters, digits and dashes")
+    if args.stage:
+        target = stack_target(args.stage, args.region, cloudformation)
+        overrides = {"role_arn": args.role_arn, "bucket": args.bucket, "kms_key_arn": args.kms_key_arn}
+        target = Target(**{**target.__dict__, **{k: v for k, v in overrides.items() if v}})
+    elif args.role_arn and args.bucket:
+        target = Target(role_arn=args.role_arn, bucket=args.bucket, kms_key_arn=args.kms_key_arn)
+    else:
+        raise LaunchError("give --stage (reads the training stack's outputs) or both --role-arn and --bucket")
+    hyperparameters = parse_hyperparameters(args.hyperparameter)
+    if args.network_isolation and not args.weights_s3_uri and hyperparameters.get("weights") != "none":
+        raise LaunchError("--network-isolation needs --weights-s3-uri (no download from the container)")
+    job_name = (
+        args.job_name or f"dogbreed-{args.stage or 'job'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    )
+    inputs = {DATA_CHANNEL: args.data_s3_uri or s3_uri(target.bucket, target.data_prefix)}
+    if args.weights_s3_uri:
+        inputs[WEIGHTS_CHANNEL] = args.weights_s3_uri
+    return JobPlan(
+        job_name=job_name,
+        region=args.region,
+        target=target,
+        source_uri=s3_uri(target.bucket, target.output_prefix, job_name, "source", "sourcedir.tar.gz"),
+        inputs=inputs,
+        checkpoint_uri=args.checkpoint_s3_uri
+        or s3_uri(target.bucket, target.checkpoint_prefix, job_name) + "/",
+        hyperparameters=hyperparameters,
+        args=args,
+    )
+
+
+def estimator_for(job: JobPlan, session: Any):
+    """The SDK's PyTorch estimator for the plan (imports the SDK only here: the rest needs no SageMaker)."""
+    from sagemaker.pytorch import PyTorch
+
+    args, target = job.args, job.target
+    return PyTorch(
+        entry_point=ENTRY_POINT,
+        source_dir=job.source_uri,  # already a tar.gz in S3: the SDK uploads nothing
+        framework_version=args.framework_version,
+        py_version=args.py_version,
+        role=target.role_arn,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        volume_size=args.volume_size,
+        max_run=args.max_run,
+        use_spot_instances=args.spot,
+        max_wait=args.max_wait if args.spot else None,
+        checkpoint_s3_uri=job.checkpoint_uri,
+        checkpoint_local_path="/opt/ml/checkpoints",
+        distribution={"torch_distributed": {"enabled": True}},
+        hyperparameters=job.hyperparameters,
+        metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
+        output_path=s3_uri(target.bucket, target.output_prefix),
+        code_location=s3_uri(target.bucket, target.output_prefix),
+        output_kms_key=target.kms_key_arn,
+        volume_kms_key=target.kms_key_arn,
+        encrypt_inter_container_traffic=True,
+        enable_network_isolation=args.network_isolation,
+        # The debugger and profiler rules add processing jobs and cost; train.py logs what we need.
+        debugger_hook_config=False,
+        disable_profiler=True,
+        tags=[{"Key": "project", "Value": "dogbreed"}, {"Key": "stage", "Value": args.stage or "none"}],
+        sagemaker_session=session,
+    )
+
+
+def build_request(job: JobPlan) -> dict[str, Any]:
+    """The CreateTrainingJob request exactly as the SDK would send it, without sending it.
+
+    ``Session._intercept_create_request`` is the hook SageMaker Pipelines' ``PipelineSession`` overrides
+    to capture requests; no credentials are needed because no client call is made.
+    """
+    import boto3
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.session import Session
+
+    captured: dict[str, Any] = {}
+
+    class CapturingSession(Session):
+        def _intercept_create_request(self, request, create, func_name=None):
+            captured[func_name] = request
+
+    session = CapturingSession(
+        boto_session=boto3.Session(region_name=job.region),
+        default_bucket=job.target.bucket,
+        sagemaker_config=SDK_CONFIG,
+    )
+    estimator = estimator_for(job, session)
+    estimator.fit(inputs=_inputs(job, TrainingInput), job_name=job.job_name, wait=False, logs=False)
+    if "train" not in captured:
+        raise LaunchError("the SDK built no training request")
+    return captured["train"]
+
+
+def _inputs(job: JobPlan, training_input: Any) -> dict[str, Any]:
+    return {
+        name: training_input(uri, input_mode=job.args.input_mode, distribution="FullyReplicated")
+        for name, uri in job.inputs.items()
+    }
+
+
+def submit(job: JobPlan) -> str:
+    """Upload the source bundle (encrypted with the stack's key) and start the job."""
+    import boto3
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.session import Session
+
+    boto_session = boto3.Session(region_name=job.region)
+    bucket, key = job.source_uri[len("s3://") :].split("/", 1)
+    extra = (
+        {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": job.target.kms_key_arn}
+        if job.target.kms_key_arn
+        else {}
+    )
+    boto_session.client("s3").put_object(
+        Bucket=bucket, Key=key, Body=source_bundle(job.args.network_isolation), **extra
+    )
+    session = Session(
+        boto_session=boto_session, default_bucket=job.target.bucket, sagemaker_config=SDK_CONFIG
+    )
+    estimator = estimator_for(job, session)
+    estimator.fit(inputs=_inputs(job, TrainingInput), job_name=job.job_name, wait=job.args.wait, logs="All")
+    return job.job_name
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
+    args = build_parser_launch().parse_args(argv)
+    try:
+        job = plan(args)
+        if args.dry_run:
+            request = build_request(job)
+            print(
+                json.dumps(
+                    {"source_bundle": job.source_uri, "CreateTrainingJob": request}, indent=2, default=str
+                )
+            )
+            return request
+        name = submit(job)
+        output = s3_uri(job.target.bucket, job.target.output_prefix, name)
+        print(f"started training job {name} in {job.region}; artifacts under {output}")
+        return name
+    except LaunchError as exc:
+        raise SystemExit(f"training.launch: {exc}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
