@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 from inference.local_invoke import load_prediction_handler
 
@@ -23,3 +25,58 @@ def load_handler(endpoint_url: str, **settings: str) -> ModuleType:
     name = settings.pop("ENDPOINT_NAME", ENDPOINT_NAME)
     env = {"ENDPOINT_READ_TIMEOUT_SECONDS": "10", "ENDPOINT_MAX_ATTEMPTS": "1", **settings}
     return load_prediction_handler(endpoint_url, name, **env)
+
+
+LAMBDA_CONTEXT = SimpleNamespace(aws_request_id="req-1234")
+# What must never reach a caller: tracebacks, AWS resource names, the service's or model's own text.
+LEAKS = (
+    "Traceback",
+    "arn:",
+    "000000000000",
+    "Received client error",
+    "Received server error",
+    'File "',
+    "primary",
+)
+
+
+def url_event(body: bytes, content_type: str, query: dict | None = None, method: str = "POST") -> dict:
+    """A Lambda Function URL (payload 2.0) event with a binary body."""
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "headers": {"content-type": content_type, "host": "abc.lambda-url.us-east-1.on.aws"},
+        "queryStringParameters": query,
+        "requestContext": {"http": {"method": method, "path": "/"}, "requestId": "gw-1"},
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def json_event(document: dict, query: dict | None = None) -> dict:
+    event = url_event(b"", "application/json", query)
+    event.update(body=json.dumps(document), isBase64Encoded=False)
+    return event
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def call(api, event, context=LAMBDA_CONTEXT) -> tuple[int, dict, dict]:
+    response = api.handler(event, context)
+    assert set(response) == {"statusCode", "headers", "body"}
+    body = json.loads(response["body"])
+    request_id = context.aws_request_id if context else response["headers"]["x-request-id"]
+    assert response["headers"]["x-request-id"] == body["request_id"] == request_id
+    assert response["headers"]["content-type"] == "application/json"
+    if response["statusCode"] != 200:
+        assert set(body) == {"error", "request_id"}
+        assert set(body["error"]) == {"code", "message"} and body["error"]["message"]
+        assert not any(leak in response["body"] for leak in LEAKS), response["body"]
+    return response["statusCode"], body, response["headers"]
+
+
+def last_log(capsys) -> dict:
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
