@@ -31,49 +31,21 @@ LAMBDA_TIMEOUT_MARGIN_SECONDS = 3
 BOTOCORE_MAX_BACKOFF_SECONDS = 20
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+# fmt: off
 LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
+# fmt: on
 SERVING_MODES = ("instance", "serverless")
 TRAFFIC_ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 # Instance families with local NVMe instance storage: SageMaker rejects a KmsKeyId for them because the
 # local volume is encrypted by the instance's hardware module (CreateEndpointConfig, KmsKeyId).
+# fmt: off
 LOCAL_NVME_INSTANCE_FAMILIES = (
-    "c5d",
-    "m5d",
-    "r5d",
-    "g4dn",
-    "g5",
-    "g6",
-    "g6e",
-    "p3dn",
-    "p4d",
-    "p4de",
-    "p5",
-    "inf2",
+    "c5d", "m5d", "r5d", "g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "inf2",
 )
+# fmt: on
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 _IMAGE_TAG = re.compile(r"^\d+\.\d+(\.\d+)?-(gpu|cpu)-py3\d+(-[a-z0-9.\-]+)?$")

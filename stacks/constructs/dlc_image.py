@@ -77,6 +77,8 @@ class DlcImage(Construct):
 
     def pull_statements(self) -> list[iam.PolicyStatement]:
         return [
-            iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=[self.repository_arn]),
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="PullImage", actions=list(ECR_PULL_ACTIONS), resources=[self.repository_arn]
+            ),
+            iam.PolicyStatement(sid="EcrAuthToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
         ]
