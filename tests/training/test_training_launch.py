@@ -96,7 +96,8 @@ def offline(monkeypatch, tmp_path):
 
 def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
     # Unsigned: the stubbed client needs no credentials either.
-    cloudformation = boto3.client("cloudformation", region_name="eu-west-1", config=Config(signature_version=UNSIGNED))
+    unsigned = Config(signature_version=UNSIGNED)
+    cloudformation = boto3.client("cloudformation", region_name="eu-west-1", config=unsigned)
     outputs = {"TrainingRoleArn": ROLE, "BucketName": "stack-bucket", "DataPrefix": "data/",
                "OutputPrefix": "training-output/", "CheckpointPrefix": "checkpoints/",
                "KmsKeyArn": KEY}  # fmt: skip
