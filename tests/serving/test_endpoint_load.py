@@ -17,7 +17,7 @@ REQUESTS_PER_CLIENT = 50
 
 
 @pytest.mark.slow
-def test_concurrent_clients_get_answers_without_errors(endpoint):
+def test_concurrent_clients_get_answers_without_errors(endpoint, capsys):
     env = endpoint.client_environment()
     session = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
@@ -68,8 +68,9 @@ def test_concurrent_clients_get_answers_without_errors(endpoint):
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[int(0.99 * len(ordered)) - 1] * 1000
-    print(
-        f"\nload: {CLIENTS} clients x {REQUESTS_PER_CLIENT} requests, 0 errors, "
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ordered[-1] * 1000:.1f} ms, "
-        f"{len(ordered) / wall:.1f} req/s over {wall:.1f} s"
-    )
+    with capsys.disabled():  # shown in every run, not only when the test fails
+        print(
+            f"\nload: {CLIENTS} clients x {REQUESTS_PER_CLIENT} requests, 0 errors, "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ordered[-1] * 1000:.1f} ms, "
+            f"{len(ordered) / wall:.1f} req/s over {wall:.1f} s"
+        )
