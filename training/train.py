@@ -244,6 +244,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     scaler = (
         torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and ctx.device.type == "cuda" else None
     )
+    log.info("mixed precision: %s%s", amp_dtype or "off (fp32)", " with GradScaler" if scaler else "")
 
     # Resume
     start_epoch, start_step, history, partial = 0, 0, [], None

@@ -1,0 +1,32 @@
+"""``python -m training.train`` as one process (the laptop path), with bf16 autocast on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, TRAIN_ARGS, clean_env
+
+from training.artifact import load_artifact
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_process_with_amp_trains_and_writes_the_artifact(dataset, tmp_path):
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "training.train", "--data-dir", str(dataset), "--model-dir", str(out),
+           *TRAIN_ARGS, "--epochs", "1", "--amp", "--threads", "2", "--checkpoint-dir", "none"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "mixed precision: torch.bfloat16" in proc.stdout
+    assert "1 process(es) on cpu, 2 CPU threads each" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["world_size"] == 1 and len(metrics["epochs"]) == 1
+    assert metrics["epochs"][0]["val_samples"] == 40  # one process sees the whole validation set
+    assert not (out / "checkpoints").exists()  # --checkpoint-dir none
+    model, config = load_artifact(out)
+    assert all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point())
+    assert config.metadata["world_size"] == 1
