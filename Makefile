@@ -44,6 +44,9 @@ lint: setup  ## ruff over the Python code
 test: setup  ## Run the whole test suite
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
+bench: setup  ## Benchmarks (a few minutes on 2 cores): docs/benchmarks.md + .json + docs/img/bench-*.png
+	$(PY) -m bench $(BENCH_ARGS)
+
 snapshot-update: setup  ## Rewrite the CDK snapshot files after an intended infrastructure change
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/infra --snapshot-update
 
