@@ -80,7 +80,9 @@ def test_serverless_cost_is_duration_times_memory_plus_data():
     compute = 0.1 * 2 * cost.SERVERLESS_USD_PER_GB_SECOND
     data = 1_000 / 1e9 * cost.SERVERLESS_USD_PER_GB_DATA
     assert option["usd_per_million_at_capacity"] == pytest.approx((compute + data) * 1e6)
-    assert option["monthly"]["10"]["usd_per_month"] == pytest.approx(10 * cost.SECONDS_PER_MONTH * (compute + data))
+    assert option["monthly"]["10"]["usd_per_month"] == pytest.approx(
+        10 * cost.SECONDS_PER_MONTH * (compute + data)
+    )
     assert option["monthly"]["10"]["concurrency_needed"] == 1
 
 
@@ -97,7 +99,9 @@ def test_provisioned_concurrency_is_littles_law_over_utilization():
 
 
 def test_compare_covers_every_instance_type_and_the_managed_alternatives():
-    comparison = cost.compare(cpu_rps_per_vcpu=5.0, request_seconds=0.1, cpu_decode_seconds=0.02, min_instances=2)
+    comparison = cost.compare(
+        cpu_rps_per_vcpu=5.0, request_seconds=0.1, cpu_decode_seconds=0.02, min_instances=2
+    )
     names = [option["option"] for option in comparison["options"]]
     for instance in ("ml.g4dn.xlarge", "ml.g5.xlarge", "ml.c7i.xlarge", "ml.c6i.xlarge", "ml.m5.xlarge"):
         assert any(name.startswith(instance) for name in names)

@@ -30,7 +30,9 @@ def test_stats_of_and_scaled():
 
 def test_interleaved_runs_variants_round_robin_after_warmup():
     calls: list[str] = []
-    samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    samples = interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+    )
     assert calls == ["a", "b"] * 4  # 1 warm-up round + 3 timed rounds, alternating
     assert {name: len(values) for name, values in samples.items()} == {"a": 3, "b": 3}
     assert all(value >= 0 for values in samples.values() for value in values)

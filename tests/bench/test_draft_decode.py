@@ -25,7 +25,10 @@ def phone_photos() -> dict[int, bytes]:
 
 @pytest.fixture(scope="module")
 def tensors(phone_photos) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    return {seed: (to_tensor(data, draft=False), to_tensor(data, draft=True)) for seed, data in phone_photos.items()}
+    return {
+        seed: (to_tensor(data, draft=False), to_tensor(data, draft=True))
+        for seed, data in phone_photos.items()
+    }
 
 
 class Probe(torch.nn.Module):
