@@ -1,6 +1,6 @@
 """A local SageMaker endpoint: the model's handler functions behind the runtime's HTTP API, on loopback.
 
-    python -m inference.local_endpoint --model-dir DIR [--port 8080] [--name NAME]
+    python -m inference.local_endpoint --model-dir DIR|model.tar.gz [--port 8080] [--name NAME]
 
 Two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
 
@@ -27,10 +27,13 @@ import re
 import signal
 import socket
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import unquote
@@ -215,7 +218,9 @@ class LocalEndpoint:
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self.model_dir = str(model_dir)
+        self.model_source = str(model_dir)
+        self.model_dir = self.model_source
+        self._extracted: tempfile.TemporaryDirectory[str] | None = None
         self.name = name
         self.delay_seconds = delay_seconds
         self.slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else _Unlimited()
@@ -237,6 +242,9 @@ class LocalEndpoint:
 
     def start(self) -> LocalEndpoint:
         """Load the model (model_fn, warm-up included), then listen; returns once requests are served."""
+        if self.model_source.endswith((".tar.gz", ".tgz")):
+            self._extracted = tempfile.TemporaryDirectory(prefix="local-endpoint-model-")
+            self.model_dir = extract_model_archive(self.model_source, self._extracted.name)
         self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
         self._server = _Server((LOOPBACK, self._requested_port), self)
         self._thread = threading.Thread(
@@ -255,6 +263,9 @@ class LocalEndpoint:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._extracted is not None:
+            self._extracted.cleanup()
+            self._extracted = None
 
     def client_environment(self) -> dict[str, str]:
         """Environment for a boto3 ``sagemaker-runtime`` client to reach this endpoint."""
@@ -265,6 +276,26 @@ class LocalEndpoint:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def extract_model_archive(archive: str, destination: str) -> str:
+    """Unpack a ``model.tar.gz`` as SageMaker does into /opt/ml/model; returns ``destination``.
+
+    tarfile's "data" filter refuses absolute paths, ``..``, links leaving the directory and device
+    files: an artifact is data and must not write outside the directory it is unpacked into.
+    """
+    with tarfile.open(archive, "r:gz") as bundle:
+        if hasattr(tarfile, "data_filter"):
+            bundle.extractall(destination, filter="data")
+            return destination
+        # Python < 3.11.4 has no extraction filters: the same checks by hand, before extracting.
+        root = Path(destination).resolve()
+        for member in bundle.getmembers():
+            inside = (root / member.name).resolve().is_relative_to(root)
+            if not inside or not (member.isfile() or member.isdir()):
+                raise tarfile.TarError(f"refusing archive member {member.name!r}: not a plain file inside")
+        bundle.extractall(destination)  # noqa: S202 - every member was checked above
+    return destination
 
 
 def client_environment(url: str) -> dict[str, str]:

@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
@@ -20,7 +22,7 @@ from botocore.config import Config
 from serving_helpers import ENDPOINT_NAME
 
 from inference import local_invoke
-from inference.local_endpoint import LocalEndpoint
+from inference.local_endpoint import LocalEndpoint, extract_model_archive
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -185,3 +187,32 @@ def test_bad_or_oversized_content_length_is_refused_without_reading(endpoint, le
         connection.sendall(request.encode())
         answer = connection.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 400") and "ValidationError" in answer
+
+
+def test_serves_a_model_tar_gz_like_sagemaker_unpacks_it(artifact_dir, tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as bundle:
+        for path in ("model.pt", "model_config.json", "code"):
+            bundle.add(artifact_dir / path, arcname=path)
+    with LocalEndpoint(archive, name=ENDPOINT_NAME) as served:
+        extracted = Path(served.model_dir)
+        assert (extracted / "code" / "inference.py").is_file()
+        answer = runtime_client(served.url).invoke_endpoint(
+            EndpointName=ENDPOINT_NAME, ContentType="image/jpeg", Body=images.jpeg()
+        )
+        assert len(json.loads(answer["Body"].read())["predictions"]) == 5
+    assert not extracted.exists()  # removed on stop
+
+
+@pytest.mark.parametrize("has_filters", [True, False], ids=["tarfile-filters", "python-before-3.11.4"])
+def test_an_archive_escaping_its_directory_is_refused(tmp_path, monkeypatch, has_filters):
+    if not has_filters:
+        monkeypatch.delattr(tarfile, "data_filter")
+    archive = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload"
+    payload.write_text("x")
+    with tarfile.open(archive, "w:gz") as bundle:
+        bundle.add(payload, arcname="../escaped.txt")
+    with pytest.raises(tarfile.TarError):  # FilterError where tarfile has filters
+        extract_model_archive(str(archive), str(tmp_path / "out"))
+    assert not (tmp_path / "escaped.txt").exists()
