@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m inference.local_invoke", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "--model-dir", required=True, help="the training output: model.pt + model_config.json"
+        "--model-dir", required=True, help="the training output directory or its model.tar.gz"
     )
     parser.add_argument("--image", required=True, type=Path, help="a JPEG, PNG or WebP file")
     parser.add_argument("--top-k", type=int, default=5)
