@@ -43,14 +43,6 @@ ENTRY_POINT = "training/sagemaker_entry.py"
 FRAMEWORK_VERSION = "2.8.0"
 PY_VERSION = "py312"
 STACK_NAME = "dogbreed-{stage}-training"
-STACK_OUTPUTS = (
-    "TrainingRoleArn",
-    "BucketName",
-    "DataPrefix",
-    "OutputPrefix",
-    "CheckpointPrefix",
-    "KmsKeyArn",
-)
 # Spot jobs are billed for training time only; max_wait bounds training plus time waiting for capacity.
 DEFAULT_MAX_RUN = 4 * 3600
 DEFAULT_MAX_WAIT = 8 * 3600
@@ -82,7 +74,10 @@ class Target:
     data_prefix: str = "data/"
     output_prefix: str = "training-output/"
     checkpoint_prefix: str = "checkpoints/"
+    code_prefix: str = "code/"
     kms_key_arn: str | None = None
+    # The DLC the stack's role is set up for (its training_image_tag); None: the SDK's FRAMEWORK_VERSION.
+    image_uri: str | None = None
 
 
 def stack_target(stage: str, region: str, cloudformation: Any = None) -> Target:
@@ -103,7 +98,9 @@ def stack_target(stage: str, region: str, cloudformation: Any = None) -> Target:
         data_prefix=outputs.get("DataPrefix", "data/"),
         output_prefix=outputs.get("OutputPrefix", "training-output/"),
         checkpoint_prefix=outputs.get("CheckpointPrefix", "checkpoints/"),
+        code_prefix=outputs.get("CodePrefix", "code/"),
         kms_key_arn=outputs.get("KmsKeyArn") or None,
+        image_uri=outputs.get("TrainingImageUri") or None,
     )
 
 
@@ -192,6 +189,8 @@ def build_parser_launch() -> argparse.ArgumentParser:
         action="store_true",
         help="no network in the container: weights must come from --weights-s3-uri",
     )
+    job.add_argument("--image-uri", help="training image (default: the stack's TrainingImageUri, else the "
+                     f"SDK's pytorch-training {FRAMEWORK_VERSION} GPU image)")  # fmt: skip
     job.add_argument("--framework-version", default=FRAMEWORK_VERSION)
     job.add_argument("--py-version", default=PY_VERSION)
     job.add_argument("-H", "--hyperparameter", action="append", default=[], metavar="KEY=VALUE",
@@ -227,10 +226,13 @@ def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
         raise LaunchError("--stage must be lower-case letters, digits and dashes")
     if args.stage:
         target = stack_target(args.stage, args.region, cloudformation)
-        overrides = {"role_arn": args.role_arn, "bucket": args.bucket, "kms_key_arn": args.kms_key_arn}
+        overrides = {"role_arn": args.role_arn, "bucket": args.bucket, "kms_key_arn": args.kms_key_arn,
+                     "image_uri": args.image_uri}  # fmt: skip
         target = Target(**{**target.__dict__, **{k: v for k, v in overrides.items() if v}})
     elif args.role_arn and args.bucket:
-        target = Target(role_arn=args.role_arn, bucket=args.bucket, kms_key_arn=args.kms_key_arn)
+        target = Target(
+            role_arn=args.role_arn, bucket=args.bucket, kms_key_arn=args.kms_key_arn, image_uri=args.image_uri
+        )
     else:
         raise LaunchError("give --stage (reads the training stack's outputs) or both --role-arn and --bucket")
     hyperparameters = parse_hyperparameters(args.hyperparameter)
@@ -239,14 +241,15 @@ def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
     job_name = (
         args.job_name or f"dogbreed-{args.stage or 'job'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     )
-    inputs = {DATA_CHANNEL: args.data_s3_uri or s3_uri(target.bucket, target.data_prefix)}
+    # The trailing slash matters: S3Prefix "data" would also match "data-capture/".
+    inputs = {DATA_CHANNEL: args.data_s3_uri or s3_uri(target.bucket, target.data_prefix) + "/"}
     if args.weights_s3_uri:
         inputs[WEIGHTS_CHANNEL] = args.weights_s3_uri
     return JobPlan(
         job_name=job_name,
         region=args.region,
         target=target,
-        source_uri=s3_uri(target.bucket, target.output_prefix, job_name, "source", "sourcedir.tar.gz"),
+        source_uri=s3_uri(target.bucket, target.code_prefix, job_name, "sourcedir.tar.gz"),
         inputs=inputs,
         checkpoint_uri=args.checkpoint_s3_uri
         or s3_uri(target.bucket, target.checkpoint_prefix, job_name) + "/",
@@ -263,6 +266,7 @@ def estimator_for(job: JobPlan, session: Any):
     return PyTorch(
         entry_point=ENTRY_POINT,
         source_dir=job.source_uri,  # already a tar.gz in S3: the SDK uploads nothing
+        image_uri=target.image_uri,
         framework_version=args.framework_version,
         py_version=args.py_version,
         role=target.role_arn,
@@ -278,7 +282,7 @@ def estimator_for(job: JobPlan, session: Any):
         hyperparameters=job.hyperparameters,
         metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
         output_path=s3_uri(target.bucket, target.output_prefix),
-        code_location=s3_uri(target.bucket, target.output_prefix),
+        code_location=s3_uri(target.bucket, target.code_prefix),
         output_kms_key=target.kms_key_arn,
         volume_kms_key=target.kms_key_arn,
         encrypt_inter_container_traffic=True,

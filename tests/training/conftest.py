@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -45,6 +46,22 @@ def torchrun_command(nproc: int, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
+def run_command(cmd: list[str], timeout: float = 180, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in its own process group, all of which is killed on timeout: torchrun's workers
+    would otherwise outlive a killed torchrun."""
+    proc = subprocess.Popen(  # noqa: S603 - this interpreter with fixed arguments, no shell
+        cmd, cwd=kwargs.pop("cwd", REPO), env=kwargs.pop("env", None) or clean_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 @dataclass(frozen=True)
 class Run:
     model_dir: Path
@@ -59,7 +76,7 @@ def run_training(model_dir: Path, data_dir: Path, nproc: int = 2, extra: tuple[s
     cmd = torchrun_command(
         nproc, "--data-dir", str(data_dir), "--model-dir", str(model_dir), *TRAIN_ARGS, *extra
     )
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
+    proc = run_command(cmd)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     return Run(model_dir, output, json.loads((model_dir / "metrics.json").read_text()))

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import CLASSES, REPO, TRAIN_ARGS, clean_env
+from conftest import CLASSES, REPO, TRAIN_ARGS, run_command
 from dist_worker import ORACLE_PREDICTIONS, ORACLE_TARGETS, oracle_dataset
 
 from inference.architecture import build_model
@@ -29,7 +28,7 @@ def run_worker(tmp_path, *args: str, nproc: int = 2) -> list[dict]:
     """Runs a dist_worker mode under torchrun; returns each rank's result, in rank order."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
            WORKER, args[0], str(tmp_path), *args[1:]]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
+    proc = run_command(cmd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(nproc)]
 
@@ -118,15 +117,15 @@ def test_model_tar_gz_holds_only_the_artifact_and_is_reproducible(ddp_run, tmp_p
 
 def test_artifact_cli_packages_and_rejects_an_incomplete_dir(ddp_run, tmp_path):
     out = tmp_path / "model.tar.gz"
-    ok = subprocess.run(  # noqa: S603
+    ok = run_command(
         [sys.executable, "-m", "training.artifact", "--model-dir", str(ddp_run.model_dir), "--output",
          str(out)],
-        cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=120,
+        timeout=120,
     )  # fmt: skip
     assert ok.returncode == 0 and out.is_file(), ok.stderr
-    bad = subprocess.run(  # noqa: S603
+    bad = run_command(
         [sys.executable, "-m", "training.artifact", "--model-dir", str(tmp_path), "--check-only"],
-        cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=120,
+        timeout=120,
     )  # fmt: skip
     assert bad.returncode != 0 and "has no model.pt" in bad.stderr
 
@@ -139,7 +138,7 @@ def test_only_rank_0_writes_files(dataset, tmp_path):
     args = ["--data-dir", str(dataset), *TRAIN_ARGS, "--epochs", "2", "--freeze-epochs", "1"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            WORKER, "train-per-rank-dirs", str(tmp_path), *args]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
+    proc = run_command(cmd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     rank0 = {
         p.relative_to(tmp_path / "rank0").as_posix() for p in (tmp_path / "rank0").rglob("*") if p.is_file()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import sys
 import tarfile
 
@@ -14,13 +13,14 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.stub import Stubber
-from conftest import REPO, clean_env
+from conftest import clean_env, run_command
 
 from training import launch
 from training.metrics import METRIC_DEFINITIONS
 
 ROLE = "arn:aws:iam::111122223333:role/dogbreed-dev-training"
 KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+IMAGE = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
 FLAGS = ["--role-arn", ROLE, "--bucket", "dogbreed-dev-data", "--region", "eu-west-1", "--job-name", "job-1"]
 
 
@@ -45,9 +45,7 @@ def test_dry_run_prints_the_full_request_without_credentials(tmp_path):
         "epochs=30",
         "--dry-run",
     ]
-    proc = subprocess.run(  # noqa: S603
-        cmd, cwd=REPO, env=no_credentials_env(tmp_path), capture_output=True, text=True, timeout=120
-    )
+    proc = run_command(cmd, timeout=120, env=no_credentials_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "telemetry" not in proc.stderr.lower()
     printed = json.loads(proc.stdout[proc.stdout.index("{") :])
@@ -70,14 +68,15 @@ def test_dry_run_prints_the_full_request_without_credentials(tmp_path):
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
     }
-    assert channels["data"] == "s3://dogbreed-dev-data/data"
+    assert channels["data"] == "s3://dogbreed-dev-data/data/"  # not data-capture/ too
     hps = {k: json.loads(v) for k, v in request["HyperParameters"].items()}
     assert hps["sagemaker_torch_distributed_enabled"] is True
     assert hps["sagemaker_program"] == "training/sagemaker_entry.py"
     assert hps["epochs"] == "30" and hps["amp"] == "true"
     assert "pytorch-training:2.8.0-gpu-py312" in request["AlgorithmSpecification"]["TrainingImage"]
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
-    assert printed["source_bundle"] == "s3://dogbreed-dev-data/training-output/job-1/source/sourcedir.tar.gz"
+    assert printed["source_bundle"] == "s3://dogbreed-dev-data/code/job-1/sourcedir.tar.gz"
+    assert hps["sagemaker_submit_directory"] == printed["source_bundle"]
 
 
 def _request(argv, cloudformation=None):
@@ -99,8 +98,8 @@ def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
     unsigned = Config(signature_version=UNSIGNED)
     cloudformation = boto3.client("cloudformation", region_name="eu-west-1", config=unsigned)
     outputs = {"TrainingRoleArn": ROLE, "BucketName": "stack-bucket", "DataPrefix": "data/",
-               "OutputPrefix": "training-output/", "CheckpointPrefix": "checkpoints/",
-               "KmsKeyArn": KEY}  # fmt: skip
+               "OutputPrefix": "training-output/", "CheckpointPrefix": "checkpoints/", "CodePrefix": "code/",
+               "KmsKeyArn": KEY, "TrainingImageUri": IMAGE}  # fmt: skip
     with Stubber(cloudformation) as stub:
         stub.add_response(
             "describe_stacks",
@@ -115,6 +114,7 @@ def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
     assert request["CheckpointConfig"]["S3Uri"] == "s3://stack-bucket/checkpoints/j/"
     assert request["OutputDataConfig"]["KmsKeyId"] == KEY
     assert {t["Key"]: t["Value"] for t in request["Tags"]}["stage"] == "dev"
+    assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE  # the image the role is set up for
 
 
 def test_network_isolation_takes_the_weights_from_a_channel(offline):
@@ -159,9 +159,8 @@ def test_source_bundle_runs_the_training_entry_point_from_its_own_directory(tmp_
         assert "requirements.txt" not in tar.getnames()  # pip cannot reach PyPI without network
     # What the DLC runs: `torchrun training/sagemaker_entry.py --key value` in /opt/ml/code.
     env = {k: v for k, v in clean_env().items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "training/sagemaker_entry.py", "--help"], cwd=tmp_path / "code", env=env,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = run_command(
+        [sys.executable, "training/sagemaker_entry.py", "--help"], cwd=tmp_path / "code", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--data-dir" in proc.stdout

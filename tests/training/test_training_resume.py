@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -23,7 +24,9 @@ def interrupted(tmp_path_factory, dataset):
     log_path = model_dir.parent / "first.log"
     cmd = torchrun_command(2, "--data-dir", str(dataset), "--model-dir", str(model_dir), *TRAIN_ARGS)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(  # noqa: S603
+            cmd, cwd=REPO, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 150
             # The curves PNG is written after epoch 1's checkpoint; epoch 2 takes a few seconds on 2 cores.
@@ -36,7 +39,8 @@ def interrupted(tmp_path_factory, dataset):
             returncode = proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
+                proc.wait()
     checkpoint = load_checkpoint(model_dir / "checkpoints" / "checkpoint.pt")
     return model_dir, returncode, log_path.read_text(), checkpoint
 

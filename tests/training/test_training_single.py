@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO, TRAIN_ARGS, clean_env
+from conftest import TRAIN_ARGS, run_command
 
 from training.artifact import load_artifact
 
@@ -19,7 +18,7 @@ def test_one_process_with_amp_trains_and_writes_the_artifact(dataset, tmp_path):
     out = tmp_path / "model"
     cmd = [sys.executable, "-m", "training.train", "--data-dir", str(dataset), "--model-dir", str(out),
            *TRAIN_ARGS, "--epochs", "1", "--amp", "--threads", "2", "--checkpoint-dir", "none"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)  # noqa: S603
+    proc = run_command(cmd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "mixed precision: torch.bfloat16" in proc.stdout
     assert "1 process(es) on cpu, 2 CPU threads each" in proc.stdout
