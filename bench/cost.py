@@ -127,7 +127,8 @@ def gpu_capacity(instance: Instance, cpu_seconds_per_request: float, batched: bo
 
     Every request is decoded and preprocessed on the host CPU (``cpu_seconds_per_request``, measured
     here on one thread) by one TorchServe worker per vCPU; the GPU side is NVIDIA's published
-    ResNet-50 rate at batch 1 (no dynamic batching) or batch 8 (``SAGEMAKER_TS_BATCH_SIZE=8``).
+    ResNet-50 rate at batch 1, or at batch 8 for a custom TorchServe handler that stacks requests
+    (the toolkit's default handler runs a batch one request at a time: see docs/benchmarks.md).
     """
     cpu_side = instance.vcpus / cpu_seconds_per_request
     gpu_side = GPU_REFERENCE["batch8_img_per_s" if batched else "batch1_img_per_s"]
@@ -244,7 +245,7 @@ def compare(
                 option = instance_option(
                     gpu_capacity(instance, cpu_decode_seconds, batched), min_instances, rates
                 )
-                option["option"] += " (TorchServe batch 8)" if batched else " (batch 1)"
+                option["option"] += " (batch 8, custom handler)" if batched else " (batch 1)"
                 options.append(option)
     options.append(serverless_option(request_seconds, rates=rates))
     options.append(rekognition_option(rates=rates))

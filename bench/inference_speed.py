@@ -7,8 +7,9 @@ metadata (ImageNet-1K top-1, ``get_model_weights(arch).DEFAULT.meta["_metrics"]`
 
 Variants of one model run interleaved (see :mod:`bench.timing`): ``eager`` (fp32, NCHW),
 ``channels_last`` (fp32, NHWC, what oneDNN's convolutions prefer) and, with ``--compile``,
-``compile`` (``torch.compile``, inductor, on the channels_last model). fp16 on a GPU is not
-measured on a CPU-only host; the report says so.
+``compile`` (``torch.compile``, inductor, on the channels_last model). Where CUDA is available,
+``cuda fp32`` and ``cuda fp16 channels_last`` (what ``model_fn`` does on a GPU) are added; on a
+CPU-only host the report says that GPU rows were not measured.
 """
 
 from __future__ import annotations
@@ -60,19 +61,29 @@ def _variants(arch: str, with_compile: bool) -> tuple[dict[str, torch.nn.Module]
                 compiled(_input(batch, "compile"))
         compile_seconds["compile"] = time.perf_counter() - started
         nets["compile"] = compiled
+    if torch.cuda.is_available():  # what the endpoint does on a GPU instance: fp16, channels_last
+        nets["cuda fp32"] = copy.deepcopy(eager).cuda()
+        nets["cuda fp16 channels_last"] = (
+            copy.deepcopy(eager).cuda().half().to(memory_format=torch.channels_last)
+        )
     return nets, compile_seconds
 
 
 def _input(batch: int, variant: str) -> torch.Tensor:
     x = torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(batch))
-    return x if variant == "eager" else x.contiguous(memory_format=torch.channels_last)
+    if variant.startswith("cuda"):
+        x = x.cuda().half() if "fp16" in variant else x.cuda()
+    return x if variant in ("eager", "cuda fp32") else x.contiguous(memory_format=torch.channels_last)
 
 
 def _calls(nets: dict[str, torch.nn.Module], batch: int) -> dict[str, Callable[[], object]]:
-    calls = {}
+    calls: dict[str, Callable[[], object]] = {}
     for name, net in nets.items():
         x = _input(batch, name)
-        calls[name] = lambda net=net, x=x: net(x)
+        if name.startswith("cuda"):  # kernels run asynchronously: wait for them inside the timing
+            calls[name] = lambda net=net, x=x: (net(x), torch.cuda.synchronize())
+        else:
+            calls[name] = lambda net=net, x=x: net(x)
     return calls
 
 

@@ -443,7 +443,7 @@ def training_section(result: dict[str, Any]) -> str:
     )
 
 
-def multi_image_section(inference: dict[str, Any], arch: str) -> str:
+def multi_image_section(inference: dict[str, Any], arch: str, capacity: dict[str, Any] | None = None) -> str:
     title = "## Multi-image requests and dynamic batching"
     if "models" not in inference or arch not in inference["models"]:
         return f"{title}\n\nNot measured (the inference benchmark did not run)."
@@ -452,31 +452,44 @@ def multi_image_section(inference: dict[str, Any], arch: str) -> str:
     b1 = 1000 / variants[best]["latency_ms"]["p50"]
     b8 = variants[best]["throughput"].get("8", {}).get("median")
     gain = b8 / b1 if b8 else float("nan")
-    verdict = (
-        "worth it only where throughput matters more than latency"
-        if gain >= 1.3
-        else "not worth it on CPU: the gain is within what a second worker process gives for free"
-    )
+    layouts = (capacity or {}).get("layouts", [])
+    layout_text = ""
+    if len(layouts) > 1:
+        single = next((x for x in layouts if x["workers"] == 1), layouts[0])
+        top = max(layouts, key=lambda x: x["rps"])
+        layout_text = (
+            f" For comparison, running {top['workers']} single-image workers x {top['threads']} thread(s) "
+            f"instead of 1 x {single['threads']} changes whole-request throughput by "
+            f"{top['rps'] / single['rps']:.2f}x (capacity table above) without changing the API."
+        )
     return "\n\n".join(
         [
             title,
-            f"`{arch}` ({best}) on this host: batch 1 {b1:.1f} img/s vs batch 8 {f1(b8) if b8 else '?'} "
-            "img/s per "
-            f"image, {gain:.2f}x. Verdict: {verdict}. A batch-8 request also waits for 8 decodes and returns "
-            "8x later than a single one, and the API contract is one image per request, so the endpoint "
-            "keeps "
-            "one image per request; batching belongs in the model server, where it is transparent to "
-            "callers.",
+            f"`{arch}` ({best}) forward on this host: batch 1 {b1:.1f} img/s, batch 8 "
+            f"{f1(b8) if b8 else '?'} img/s, {gain:.2f}x per image.{layout_text} Decision: **no multi-image "
+            "requests**. The API contract is one image per request; a batched request waits for all its "
+            "decodes and forwards before any answer returns; on CPU the same cores are better used by one "
+            "single-image worker per core; and on a GPU the win comes from batching *across* callers, "
+            "which TorchServe does in the server without any API change.",
             "The PyTorch inference DLC runs TorchServe, configured through the model's environment "
-            "(sagemaker-pytorch-inference-toolkit, `sagemaker_pytorch_serving_container/ts_parameters`): "
-            "`SAGEMAKER_TS_BATCH_SIZE` (largest server-side batch), `SAGEMAKER_TS_MAX_BATCH_DELAY` (how long "
-            "the frontend waits to fill a batch; TorchServe's `maxBatchDelay`, in ms), "
-            "`SAGEMAKER_TS_MIN_WORKERS` / `SAGEMAKER_TS_MAX_WORKERS` (worker processes) and "
-            "`SAGEMAKER_TS_RESPONSE_TIMEOUT` (seconds). With a batch size above 1, TorchServe hands the "
-            "handler a list of requests, so `input_fn`/`predict_fn` would have to accept lists: keep batch "
-            "size 1 on CPU instances (use one worker per physical core instead, see capacity), and on a GPU "
-            "instance consider `SAGEMAKER_TS_BATCH_SIZE=8`, `SAGEMAKER_TS_MAX_BATCH_DELAY=5` once the "
-            "handlers take lists: NVIDIA's T4 table gives 652 img/s at batch 8 vs 98 at batch 1.",
+            "(sagemaker-pytorch-inference-toolkit, `ts_parameters`): `SAGEMAKER_TS_BATCH_SIZE` (largest "
+            "server-side batch), `SAGEMAKER_TS_MAX_BATCH_DELAY` (how long the frontend waits to fill a "
+            "batch, "
+            "TorchServe's `maxBatchDelay`, ms), `SAGEMAKER_TS_MIN_WORKERS` / `SAGEMAKER_TS_MAX_WORKERS` "
+            "(worker "
+            "processes) and `SAGEMAKER_TS_RESPONSE_TIMEOUT` (seconds). Caveat, from the toolkit's source "
+            "(aws/sagemaker-inference-toolkit, `transformer.py`, `Transformer.transform`): with "
+            "`input_fn`/`predict_fn`/`output_fn` handlers it loops over the batch and runs the three "
+            "functions "
+            "one request at a time, reading the headers of `request_processor[0]` for every item. So "
+            "`SAGEMAKER_TS_BATCH_SIZE > 1` with our handlers adds queueing delay without batching a single "
+            "forward pass (and would apply the first request's `top_k` to all). Keep "
+            "`SAGEMAKER_TS_BATCH_SIZE=1` "
+            "(the default). Real dynamic batching needs a custom TorchServe handler that stacks the decoded "
+            "images: worth building only for a GPU fleet at high load (NVIDIA's T4 table: 652 img/s at "
+            "batch 8 "
+            "vs 98 at batch 1), with `SAGEMAKER_TS_BATCH_SIZE=8` and `SAGEMAKER_TS_MAX_BATCH_DELAY` of "
+            "a few ms.",
         ]
     )
 
@@ -541,6 +554,12 @@ def decisions_section(results: dict[str, Any], decisions: dict[str, Any]) -> str
             ),
         ]
     for stage, values in decisions.get("stages", {}).items():
+        if stage == "dev" and values["cheapest_overall_at_steady_load"].startswith("SageMaker Serverless"):
+            parts.append(
+                "**dev alternative:** at dev traffic SageMaker Serverless is the cheapest option (the stage "
+                "config supports `serving_mode=serverless`); it costs cold starts of seconds after idle "
+                "periods. The instance values below apply while dev stays on instances."
+            )
         parts.append(
             f"**{stage}:** `instance_type={values['instance_type']}`, "
             f"`min_instances={values['min_instances']}`, "
@@ -604,10 +623,12 @@ FIXES = """### Fixes for the owners of `inference/` and `lambda/`
    concurrency in prod (the derived value above) or Lambda SnapStart for Python (3.12+ runtimes) so that
    users never wait for the import; `import botocore.session` instead of `boto3` saves only the boto3
    layer (compare the two rows).
-4. CPU endpoint threads: TorchServe starts one worker per vCPU on a CPU instance by default, each with
-   an intra-op pool as large as the machine, which oversubscribes the cores under load. Set
-   `SAGEMAKER_TS_MIN_WORKERS=SAGEMAKER_TS_MAX_WORKERS` and `OMP_NUM_THREADS` in the model's environment
-   to the best layout measured under capacity (workers x threads), e.g. 2 x 1 on this 2-core host.
+4. CPU endpoint threads (an infrastructure setting, the model's environment in the serving stack):
+   TorchServe starts one worker per vCPU on a CPU instance by default, each with an intra-op pool as
+   large as the machine, which oversubscribes the cores under load; the SageMaker toolkit does not set
+   `OMP_NUM_THREADS` (aws/sagemaker-pytorch-inference-toolkit issue 123 asks for exactly that). Set
+   `SAGEMAKER_TS_MIN_WORKERS = SAGEMAKER_TS_MAX_WORKERS` and `OMP_NUM_THREADS` to the best layout in the
+   capacity table (workers x threads); see `worker_layout` in `docs/benchmarks.json`.
 5. Keep what already works: one boto3 client per Lambda container (keep-alive), a read timeout, the
    endpoint-side JPEG draft decoding, and the forward pass under `torch.inference_mode()`."""
 
@@ -627,7 +648,8 @@ def render(results: dict[str, Any], decisions: dict[str, Any]) -> str:
         sections.append(lambda_section(results["lambda"]))
     if "training" in results:
         sections.append(training_section(results["training"]))
-    sections.append(multi_image_section(results.get("inference", {}), serving_arch))
+    capacity = results.get("serving", {}).get("capacity", {}).get("by_arch", {}).get(serving_arch)
+    sections.append(multi_image_section(results.get("inference", {}), serving_arch, capacity))
     sections.append(cost_section(decisions))
     sections.append(decisions_section(results, decisions))
     return "\n\n".join(sections) + "\n"
