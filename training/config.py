@@ -269,6 +269,8 @@ def hyperparameter_args(parser: argparse.ArgumentParser, sm_hps: str | None) -> 
     known = {opt for action in parser._actions for opt in action.option_strings}
     tokens: list[str] = []
     for key, value in hps.items():
+        if str(key).startswith("sagemaker_"):
+            continue  # the SDK's own (sagemaker_program, ...), should the toolkit pass any through
         flag = "--" + str(key).replace("_", "-")
         if flag not in known:
             raise ConfigError(f"SM_HPS has unknown hyperparameter {key!r}")

@@ -195,6 +195,30 @@ def load_resume_state(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any] | No
     return state
 
 
+# What must match between a checkpoint and the run resuming it for the result to be the same run's.
+RESUME_KEYS = (
+    "arch",
+    "epochs",
+    "batch_size",
+    "lr",
+    "opt",
+    "image_size",
+    "seed",
+    "freeze_epochs",
+    "lr_warmup_epochs",
+)
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, source: str) -> None:
+    current = cfg.to_dict()
+    changed = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in RESUME_KEYS if saved.get(k) != current[k]]
+    if changed:
+        raise ConfigError(
+            f"{source} is from a run with other settings ({'; '.join(changed)}); "
+            "pass --resume never to start over, or another --checkpoint-dir"
+        )
+
+
 def main(cfg: TrainConfig) -> dict[str, Any]:
     ctx = distributed.setup(cfg.dist, cfg.threads)
     setup_logging(ctx)
@@ -251,6 +275,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     state = load_resume_state(cfg, ctx)
     torch.manual_seed(cfg.seed + ctx.rank)
     if state is not None:
+        check_resumable(state["args"], cfg, "the checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["lr_scheduler"])
@@ -420,6 +445,8 @@ def cli(argv: list[str] | None = None) -> None:
         main(cfg)
     except Preempted:
         sys.exit(EXIT_PREEMPTED)
+    except ConfigError as exc:  # found after start-up, e.g. a checkpoint that does not fit
+        raise SystemExit(f"training.train: {exc}") from None
 
 
 if __name__ == "__main__":

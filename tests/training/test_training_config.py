@@ -9,6 +9,7 @@ import pytest
 
 from training.config import SAGEMAKER_CHECKPOINT_DIR, ConfigError, parse_config
 from training.distributed import cpu_threads
+from training.train import check_resumable
 
 
 @pytest.fixture
@@ -116,3 +117,19 @@ def test_cpu_threads_share_the_cores_between_local_processes():
     assert cpu_threads(3, 8) == 3  # explicit --threads wins
     assert cpu_threads(0, 1) >= 1
     assert cpu_threads(0, 10_000) == 1
+
+
+def test_sagemaker_s_own_hyperparameters_are_not_options(tmp_path, data_dir):
+    hps = {"epochs": 2, "sagemaker_program": "training/sagemaker_entry.py", "sagemaker_region": "eu-west-1"}
+    env = {**sagemaker_env(tmp_path, data_dir), "SM_HPS": json.dumps(hps)}
+    assert parse_config([], env).epochs == 2
+
+
+def test_a_checkpoint_resumes_only_the_run_that_wrote_it(tmp_path, data_dir):
+    cfg = parse_config(["--data-dir", str(data_dir), "--model-dir", str(tmp_path), "--epochs", "10"], {})
+    check_resumable(cfg.to_dict(), cfg, "ckpt")  # same settings: fine
+    changed = {**cfg.to_dict(), "epochs": 5, "arch": "resnet18", "workers": 0}  # workers may differ
+    with pytest.raises(
+        ConfigError, match=r"other settings \(arch: 'resnet18' -> 'resnet50'; epochs: 5 -> 10\)"
+    ):
+        check_resumable(changed, cfg, "ckpt")

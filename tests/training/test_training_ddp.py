@@ -6,8 +6,10 @@ Several assertions share the session's one run (``ddp_run`` in conftest).
 from __future__ import annotations
 
 import json
+import pickletools
 import re
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -100,6 +102,17 @@ def test_artifact_loads_weights_only_into_the_endpoint_builder(ddp_run, dataset)
         ["inference.py", "preprocessing.py", "model_config.py", "architecture.py"]
     )
     assert config.metadata["val_acc1"] == ddp_run.metrics["epochs"][-1]["val_acc1"]
+
+
+def test_weights_file_uses_only_what_torch_2_6_reads(ddp_run):
+    """The endpoint's torch 2.6 reads zip format version 3 and, weights_only, only allowlisted globals."""
+    with zipfile.ZipFile(ddp_run.model_dir / "model.pt") as archive:
+        names = archive.namelist()
+        assert archive.read(next(n for n in names if n.endswith("/version"))).strip() == b"3"
+        pickle = archive.read(next(n for n in names if n.endswith("/data.pkl")))
+    found = {arg for op, arg, _ in pickletools.genops(pickle) if op.name == "GLOBAL"}
+    assert found <= {"collections OrderedDict", "torch._utils _rebuild_tensor_v2", "torch FloatStorage",
+                     "torch LongStorage"}, found  # fmt: skip
 
 
 def test_model_tar_gz_holds_only_the_artifact_and_is_reproducible(ddp_run, tmp_path):
