@@ -62,6 +62,10 @@ def header(results: dict[str, Any]) -> str:
             "even when other processes load the machine; absolute numbers are this machine's. Cells read "
             "`median (min-max)` over repeats unless a column says otherwise. Derived configuration values: "
             "[`docs/benchmarks.json`](benchmarks.json).",
+            "Run: `make bench` (full sizes), `make bench BENCH_ARGS=--quick` (tools smoke test), "
+            "`.venv/bin/python -m bench --compile --only inference` (adds `torch.compile`), "
+            "`.venv/bin/python -m bench.cost --from docs/benchmarks.json` (cost table from the saved "
+            "numbers).",
             "## Machine",
             table(["fact", "value"], rows),
         ]
@@ -352,7 +356,15 @@ def lambda_section(result: dict[str, Any]) -> str:
     ]
     imports = table(
         ["package", "import self-time ms"],
-        [[entry["package"], f2(entry["self_ms"])] for entry in cold["top_imports"]],
+        [
+            [
+                "handler (module body: settings, `boto3.client(...)`)"
+                if entry["package"] == "handler"
+                else entry["package"],
+                f2(entry["self_ms"]),
+            ]
+            for entry in cold["top_imports"]
+        ],
     )
     warm_rows = []
     for image, entry in warm["images"].items():
