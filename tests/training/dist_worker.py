@@ -3,10 +3,10 @@
 ``train-per-rank-dirs BASE ARGS...``: runs ``training.train`` with model/output/checkpoint dirs that
 differ per rank (``BASE/rank<N>/...``), so a test can see which ranks wrote files.
 
-``evaluate OUT``: evaluates an "oracle" model on a dataset whose right and wrong predictions are known,
-with uneven shards and short last batches, and writes this rank's reduced metrics to ``OUT/rank<N>.json``.
-
-``shards OUT N``: writes the training sample indices this rank sees in epochs 0 and 1 (of N samples).
+``collectives OUT N``: in one process group (one torchrun start for both checks), evaluates an "oracle"
+model on a dataset whose right and wrong predictions are known, with uneven shards and short last
+batches, and records the training sample indices this rank sees in epochs 0 and 1 of N samples; writes
+both to ``OUT/rank<N>.json``.
 """
 
 from __future__ import annotations
@@ -40,27 +40,22 @@ def oracle_dataset() -> TensorDataset:
     return TensorDataset(logits, torch.tensor(ORACLE_TARGETS))
 
 
-def write_result(out: str, rank: int, result: dict) -> None:
-    Path(out, f"rank{rank}.json").write_text(json.dumps({"rank": rank, **result}))
-
-
-def run_evaluate(out: str) -> None:
+def run_collectives(out: str, length: int) -> None:
     ctx = distributed.setup(dist_env(os.environ), threads=1)
     data = oracle_dataset()
     loader = DataLoader(data, batch_size=4, sampler=ShardSampler(len(data), ctx.rank, ctx.world_size))
     metrics = evaluate(torch.nn.Flatten(), loader, ctx)
-    write_result(out, ctx.rank, {"local_samples": len(loader.sampler), **metrics})
-    distributed.cleanup()
-
-
-def run_shards(out: str, length: int) -> None:
-    ctx = distributed.setup(dist_env(os.environ), threads=1)
     sampler = ResumableSampler(length, ctx, seed=3)
     epochs = {}
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
         epochs[epoch] = list(sampler)
-    write_result(out, ctx.rank, {"epochs": epochs})
+    result = {
+        "rank": ctx.rank,
+        "evaluate": {"local_samples": len(loader.sampler), **metrics},
+        "epochs": epochs,
+    }
+    Path(out, f"rank{ctx.rank}.json").write_text(json.dumps(result))
     distributed.cleanup()
 
 
@@ -72,10 +67,8 @@ def run_train_per_rank_dirs(base: str, args: list[str]) -> None:
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    if mode == "evaluate":
-        run_evaluate(sys.argv[2])
-    elif mode == "shards":
-        run_shards(sys.argv[2], int(sys.argv[3]))
+    if mode == "collectives":
+        run_collectives(sys.argv[2], int(sys.argv[3]))
     elif mode == "train-per-rank-dirs":
         run_train_per_rank_dirs(sys.argv[2], sys.argv[3:])
     else:

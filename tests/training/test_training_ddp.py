@@ -19,6 +19,7 @@ from dist_worker import ORACLE_PREDICTIONS, ORACLE_TARGETS, oracle_dataset
 from inference.architecture import build_model
 from inference.model_config import ModelConfig
 from training.artifact import artifact_files, load_artifact, package
+from training.artifact import main as artifact_main
 from training.checkpoint import load_checkpoint
 from training.metrics import METRIC_DEFINITIONS
 
@@ -26,13 +27,18 @@ pytestmark = pytest.mark.slow
 WORKER = str(REPO / "tests" / "training" / "dist_worker.py")
 
 
-def run_worker(tmp_path, *args: str, nproc: int = 2) -> list[dict]:
-    """Runs a dist_worker mode under torchrun; returns each rank's result, in rank order."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
-           WORKER, args[0], str(tmp_path), *args[1:]]  # fmt: skip
+SHARDED_LENGTH = 21
+
+
+@pytest.fixture(scope="module")
+def collectives(tmp_path_factory) -> list[dict]:
+    """dist_worker's "collectives" mode under a 2-process torchrun: each rank's results, in rank order."""
+    out = tmp_path_factory.mktemp("collectives")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+           WORKER, "collectives", str(out), str(SHARDED_LENGTH)]  # fmt: skip
     proc = run_command(cmd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(nproc)]
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]
 
 
 def test_ddp_run_learns_well_above_chance(ddp_run):
@@ -136,11 +142,13 @@ def test_artifact_cli_packages_and_rejects_an_incomplete_dir(ddp_run, tmp_path):
         timeout=120,
     )  # fmt: skip
     assert ok.returncode == 0 and out.is_file(), ok.stderr
-    bad = run_command(
-        [sys.executable, "-m", "training.artifact", "--model-dir", str(tmp_path), "--check-only"],
-        timeout=120,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "has no model.pt" in bad.stderr
+    with pytest.raises(SystemExit, match=r"has no model\.pt"):
+        artifact_main(["--model-dir", str(tmp_path), "--check-only"])
+    (tmp_path / "partial").mkdir()
+    for name in ("model.pt", "model_config.json"):
+        (tmp_path / "partial" / name).write_bytes((ddp_run.model_dir / name).read_bytes())
+    with pytest.raises(SystemExit, match=r"code lacks inference\.py"):
+        artifact_main(["--model-dir", str(tmp_path / "partial"), "--check-only"])
 
 
 def test_only_rank_0_writes_files(dataset, tmp_path):
@@ -164,9 +172,9 @@ def test_only_rank_0_writes_files(dataset, tmp_path):
     assert rank1_files == []
 
 
-def test_accuracy_is_a_true_fraction_over_all_samples_of_all_ranks(tmp_path):
+def test_accuracy_is_a_true_fraction_over_all_samples_of_all_ranks(collectives):
     """Uneven shards (6 + 5 samples) and short last batches (2 and 1): 5 of 11 correct is 5/11."""
-    results = run_worker(tmp_path, "evaluate")
+    results = [r["evaluate"] for r in collectives]
     assert [r["local_samples"] for r in results] == [6, 5]
     correct = sum(p == t for p, t in zip(ORACLE_PREDICTIONS, ORACLE_TARGETS, strict=True))
     inputs, targets = oracle_dataset().tensors
@@ -178,9 +186,8 @@ def test_accuracy_is_a_true_fraction_over_all_samples_of_all_ranks(tmp_path):
         assert r["loss"] == pytest.approx(expected_loss, rel=1e-6)
 
 
-def test_training_shards_of_the_two_ranks_are_disjoint_and_reshuffled_each_epoch(tmp_path):
-    length = 21
-    results = run_worker(tmp_path, "shards", str(length))
+def test_training_shards_of_the_two_ranks_are_disjoint_and_reshuffled_each_epoch(collectives):
+    length, results = SHARDED_LENGTH, collectives
     for epoch in ("0", "1"):
         shard0, shard1 = (r["epochs"][epoch] for r in results)
         assert len(shard0) == len(shard1) == length // 2  # equal step counts, as DDP needs
