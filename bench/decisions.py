@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import cost
+from .inference_speed import best_variant
 
 # Batch-1 forward budget on this host (p50, best layout). The prod p99 alarm is 500 ms for the
 # whole API path (Lambda, network, decode, forward); 100 ms of forward leaves room for the rest
@@ -29,7 +30,7 @@ def choose_backbone(inference: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for arch, result in inference["models"].items():
         variants = result["variants"]
-        best = min(variants, key=lambda name: variants[name]["latency_ms"]["p50"])
+        best = best_variant(result)
         rows.append(
             {
                 "arch": arch,

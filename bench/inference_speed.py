@@ -6,7 +6,8 @@ downloaded here. The accuracy side of the trade-off comes from torchvision's pub
 metadata (ImageNet-1K top-1, ``get_model_weights(arch).DEFAULT.meta["_metrics"]``).
 
 Variants of one model run interleaved (see :mod:`bench.timing`): ``eager`` (fp32, NCHW),
-``channels_last`` (fp32, NHWC, what oneDNN's convolutions prefer) and, with ``--compile``,
+``channels_last`` (fp32, NHWC, what oneDNN's convolutions prefer), ``bf16 channels_last``
+(informational: the endpoint serves fp32 on CPU) and, with ``--compile``,
 ``compile`` (``torch.compile``, inductor, on the channels_last model). Where CUDA is available,
 ``cuda fp32`` and ``cuda fp16 channels_last`` (what ``model_fn`` does on a GPU) are added; on a
 CPU-only host the report says that GPU rows were not measured.
@@ -29,6 +30,8 @@ from .timing import Stats, interleaved, percentile
 CANDIDATES = ("resnet50", "resnet18", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny")
 NUM_CLASSES = 133  # dogImages' breeds: the head size the endpoint serves
 IMAGE_SIZE = 224
+BF16 = "bf16 channels_last"
+FP32_CPU_VARIANTS = ("eager", "channels_last", "compile")
 
 
 def published_accuracy(arch: str) -> dict[str, Any]:
@@ -52,6 +55,9 @@ def _variants(arch: str, with_compile: bool) -> tuple[dict[str, torch.nn.Module]
     eager = build_model(arch, NUM_CLASSES).eval()
     nets: dict[str, torch.nn.Module] = {"eager": eager}
     nets["channels_last"] = copy.deepcopy(eager).to(memory_format=torch.channels_last)
+    # The CPU analogue of fp16 on a GPU: bf16 weights/activations (oneDNN uses AVX512-BF16 or AMX where
+    # the CPU has them). Informational: the endpoint serves fp32 on CPU, so decisions ignore this row.
+    nets[BF16] = copy.deepcopy(eager).to(dtype=torch.bfloat16, memory_format=torch.channels_last)
     compile_seconds: dict[str, float] = {}
     if with_compile:
         compiled = torch.compile(copy.deepcopy(nets["channels_last"]))
@@ -73,6 +79,8 @@ def _input(batch: int, variant: str) -> torch.Tensor:
     x = torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(batch))
     if variant.startswith("cuda"):
         x = x.cuda().half() if "fp16" in variant else x.cuda()
+    if variant == BF16:
+        x = x.to(torch.bfloat16)
     return x if variant in ("eager", "cuda fp32") else x.contiguous(memory_format=torch.channels_last)
 
 
@@ -148,6 +156,6 @@ def run(
 
 
 def best_variant(model_result: dict[str, Any], key: str = "p50") -> str:
-    """The variant with the lowest batch-1 latency (by ``key``)."""
-    variants = model_result["variants"]
+    """The fp32 CPU variant (what the endpoint can serve on CPU) with the lowest batch-1 latency."""
+    variants = {n: v for n, v in model_result["variants"].items() if n in FP32_CPU_VARIANTS}
     return min(variants, key=lambda name: variants[name]["latency_ms"][key])

@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib
 
+from .inference_speed import FP32_CPU_VARIANTS, best_variant
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -61,13 +63,13 @@ def inference(result: dict[str, Any], machine: dict[str, Any], out: Path) -> lis
     for i, batch in enumerate(batches):
         stats = []
         for m in models:
-            variants_ = result["models"][m]["variants"]
+            variants_ = {k: v for k, v in result["models"][m]["variants"].items() if k in FP32_CPU_VARIANTS}
             best = max(variants_, key=lambda v, b=batch: variants_[v]["throughput"][b]["median"])
             stats.append(variants_[best]["throughput"][batch])
         xs = [j + i * 0.35 for j in range(len(models))]
         ax.bar(xs, [s["median"] for s in stats], 0.35, yerr=_errors(stats), capsize=3, label=f"batch {batch}")
     ax.set_xticks([j + 0.35 * (len(batches) - 1) / 2 for j in range(len(models))], models)
-    ax.set_ylabel("images/s (best variant)")
+    ax.set_ylabel("images/s (best fp32 variant)")
     ax.set_title("Model forward throughput on CPU")
     ax.legend()
     _footer(fig, machine, sizes)
@@ -76,7 +78,7 @@ def inference(result: dict[str, Any], machine: dict[str, Any], out: Path) -> lis
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m in models:
         variants_ = result["models"][m]["variants"]
-        best = min(variants_, key=lambda v: variants_[v]["latency_ms"]["p50"])
+        best = best_variant(result["models"][m])
         x = variants_[best]["latency_ms"]["p50"]
         y = result["models"][m]["published"]["imagenet_top1"]
         ax.scatter([x], [y])
