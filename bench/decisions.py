@@ -121,6 +121,8 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         lambda_seconds = inputs["request_seconds"]
         stages[stage] = {
             "instance_type": instance_type,
+            # The PyTorch inference DLC comes in cpu and gpu builds; the image must match the instance.
+            "inference_image_kind": "gpu" if cost.INSTANCES[instance_type].accelerator else "cpu",
             "min_instances": MIN_INSTANCES[stage],
             "max_instances": max_instances,
             "target_invocations_per_instance": target,

@@ -260,6 +260,17 @@ def serving_section(result: dict[str, Any], lambda_result: dict[str, Any] | None
             "photo), by TorchServe-style worker layout (processes x threads each), all processes busy "
             "at once:",
             table(["model", "workers x threads", "req/s", "p50 ms", "p99 ms", "requests"], capacity_rows),
+            "Why the layout matters beyond this table: development runs of this benchmark on the same host "
+            "while other test suites loaded it (load average 3-4 on 2 cores, 2026-11-25 02:30 UTC) "
+            "showed the "
+            "failure mode of a multi-threaded worker on shared cores: resnet50 with 1 worker x 2 "
+            "threads fell "
+            "to 0.4 req/s (p50 2.6 s) while 2 workers x 1 thread kept 8.9 req/s. Every OpenMP parallel "
+            "region "
+            "waits for its slowest thread, so one descheduled thread stalls the whole forward pass; "
+            "TorchServe's "
+            "default of one worker per vCPU, each with a full-size thread pool, creates exactly that "
+            "contention.",
         ]
     parts += [diagnosis(result, lambda_result), "![serving path](img/bench-serving-path.png)"]
     return "\n\n".join(parts)
@@ -574,7 +585,8 @@ def decisions_section(results: dict[str, Any], decisions: dict[str, Any]) -> str
                 "periods. The instance values below apply while dev stays on instances."
             )
         parts.append(
-            f"**{stage}:** `instance_type={values['instance_type']}`, "
+            f"**{stage}:** `instance_type={values['instance_type']}` "
+            f"({values['inference_image_kind']} inference image), "
             f"`min_instances={values['min_instances']}`, "
             f"`max_instances={values['max_instances']}` (peak {values['design_load_rps']['peak']} req/s), "
             f"`target_invocations_per_instance={values['target_invocations_per_instance']}` "
