@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from training import distributed
 from training.config import dist_env
 from training.data import ResumableSampler, ShardSampler
-from training.train import cli, evaluate
+from training.loop import evaluate
+from training.train import cli
 
 # 11 samples, 3 classes. Inputs are the logits the oracle outputs; targets the labels. Correct top-1:
 # samples 0, 1, 2, 5, 8 (5 of 11). Sharded over 2 ranks with batches of 4, the per-rank batches hold
