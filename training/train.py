@@ -134,7 +134,14 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     )
 
     # Model
+    # With --weights imagenet, one process per host downloads into the torch hub cache while the others
+    # wait, then they read the cached file instead of racing to download it.
+    first_on_host = ctx.local_rank == 0 or cfg.weights != "imagenet"
+    if not first_on_host:
+        distributed.barrier(ctx)
     model = create_model(cfg.arch, len(data.class_names), cfg.weights)
+    if cfg.weights == "imagenet" and ctx.local_rank == 0:
+        distributed.barrier(ctx)
     model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

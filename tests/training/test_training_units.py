@@ -177,3 +177,20 @@ def test_synthetic_recipes_are_distinct_and_the_output_is_reproducible(tmp_path)
 def test_synthetic_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit, match="--classes must be between 2 and 120"):
         synthetic.main(["--out", "unused", "--classes", "1"])
+
+
+def test_imagenet_weights_come_from_torchvision_s_weights_api(monkeypatch):
+    """The download itself is replaced (no network here); the URL and the rest of the path are real."""
+    torch.manual_seed(1)
+    imagenet = models.resnet18(weights=None).state_dict()
+    requested = []
+
+    def fake_download(url, *args, **kwargs):
+        requested.append((url, kwargs))
+        return imagenet
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", fake_download)
+    model = create_model("resnet18", 3, "imagenet")
+    assert requested == [(models.ResNet18_Weights.DEFAULT.url, {"progress": False, "check_hash": True})]
+    assert torch.equal(model.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])
+    assert model.fc.out_features == 3
