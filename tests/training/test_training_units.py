@@ -13,11 +13,18 @@ from torchvision import models
 
 from inference.architecture import build_model
 from training import synthetic
+from training.artifact import export_state_dict
 from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from training.data import SeededAugmentation, class_name_from_folder, shard_indices, train_transform
 from training.distributed import DistContext
 from training.metrics import Accumulator, epoch_line
-from training.model import create_model, head_parameter_names, set_backbone_frozen, set_frozen_norm_eval
+from training.model import (
+    create_model,
+    head_parameter_names,
+    set_backbone_frozen,
+    set_frozen_norm_eval,
+    strip_prefixes,
+)
 
 
 @pytest.mark.parametrize(
@@ -194,3 +201,15 @@ def test_imagenet_weights_come_from_torchvision_s_weights_api(monkeypatch):
     assert requested == [(models.ResNet18_Weights.DEFAULT.url, {"progress": False, "check_hash": True})]
     assert torch.equal(model.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])
     assert model.fc.out_features == 3
+
+
+def test_exported_weights_have_no_compile_or_ddp_prefixes():
+    model = build_model("resnet18", 3)
+    compiled = torch.compile(model)  # lazy: nothing is compiled until the first forward
+    assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    exported = export_state_dict(compiled)
+    assert list(exported) == list(model.state_dict())
+    assert all(t.device.type == "cpu" for t in exported.values())
+    channels_last = build_model("resnet18", 3).to(memory_format=torch.channels_last)
+    assert all(t.is_contiguous() for t in export_state_dict(channels_last).values())
+    assert strip_prefixes({"module._orig_mod.fc.bias": torch.zeros(1)}).keys() == {"fc.bias"}
