@@ -13,8 +13,8 @@ import zipfile
 
 import pytest
 import torch
-from conftest import CLASSES, REPO, TRAIN_ARGS, run_command
 from dist_worker import ORACLE_PREDICTIONS, ORACLE_TARGETS, oracle_dataset
+from training_helpers import CLASSES, REPO, TRAIN_ARGS, run_command
 
 from inference.architecture import build_model
 from inference.model_config import ModelConfig

@@ -13,7 +13,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.stub import Stubber
-from conftest import clean_env, run_command
+from training_helpers import clean_env, run_command
 
 from training import launch
 from training.metrics import METRIC_DEFINITIONS

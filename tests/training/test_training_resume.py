@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, TRAIN_ARGS, clean_env, run_training, torchrun_command
+from training_helpers import REPO, TRAIN_ARGS, clean_env, run_training, torchrun_command
 
 from training.checkpoint import load_checkpoint
 

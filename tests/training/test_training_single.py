@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TRAIN_ARGS, run_command
+from training_helpers import TRAIN_ARGS, run_command
 
 from training.artifact import load_artifact
 
