@@ -123,6 +123,9 @@ def plot_curves(output_dir: Path, history: Sequence[dict[str, Any]]) -> Path | N
     ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax_loss.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    losses = [r[k] for r in history for k in ("train_loss", "val_loss") if r[k] > 0]
+    if losses and max(losses) > 20 * min(losses):  # an early spike would flatten the rest of the curve
+        ax_loss.set_yscale("log")
     ax_acc.plot(epochs, [r["train_acc1"] for r in history], "o-", label="train top-1")
     ax_acc.plot(epochs, [r["val_acc1"] for r in history], "o-", label="validation top-1")
     ax_acc.plot(epochs, [r["val_acc5"] for r in history], "o--", label="validation top-5")
