@@ -11,9 +11,11 @@ from typing import Any
 from . import cost
 from .inference_speed import best_variant
 
-# Batch-1 forward budget on this host (p50, best layout). The prod p99 alarm is 500 ms for the
+# Batch-1 forward budget on this host (best fp32 layout). The prod p99 alarm is 500 ms for the
 # whole API path (Lambda, network, decode, forward); 100 ms of forward leaves room for the rest
-# and for p99 being a few times p50 under load.
+# and for p99 being a few times the typical latency under load. Compared against the *minimum*
+# over the interleaved calls: the estimate of a model's own cost that other processes on the
+# machine disturb least (p50 and p99 are reported next to it).
 LATENCY_BUDGET_MS = 100.0
 # Two backbones whose published top-1 differ by less than this are "as accurate": the faster wins.
 ACCURACY_TIE_POINTS = 2.0
@@ -26,29 +28,31 @@ LAMBDA_UTILIZATION_TARGET = 0.7  # the stage config's lambda_provisioned_utiliza
 
 
 def choose_backbone(inference: dict[str, Any]) -> dict[str, Any]:
-    """Most accurate (published ImageNet top-1) backbone whose batch-1 p50 fits the latency budget."""
+    """Most accurate (published ImageNet top-1) backbone whose batch-1 latency fits the budget."""
     rows = []
     for arch, result in inference["models"].items():
         variants = result["variants"]
-        best = best_variant(result)
+        best = best_variant(result, key="min")
         rows.append(
             {
                 "arch": arch,
                 "top1": result["published"]["imagenet_top1"],
                 "variant": best,
+                "min_ms": variants[best]["latency_ms"]["min"],
                 "p50_ms": variants[best]["latency_ms"]["p50"],
                 "p99_ms": variants[best]["latency_ms"]["p99"],
             }
         )
-    within = [row for row in rows if row["p50_ms"] <= LATENCY_BUDGET_MS] or rows
+    within = [row for row in rows if row["min_ms"] <= LATENCY_BUDGET_MS] or rows
     top = max(row["top1"] for row in within)
     tied = [row for row in within if top - row["top1"] < ACCURACY_TIE_POINTS]
-    chosen = min(tied, key=lambda row: row["p50_ms"])
+    chosen = min(tied, key=lambda row: row["min_ms"])
     return {
         "arch": chosen["arch"],
         "variant": chosen["variant"],
         "rule": (
-            "highest published ImageNet-1K top-1 among backbones with batch-1 p50 <= "
+            "highest published ImageNet-1K top-1 among backbones with batch-1 latency (min over the "
+            "calls) <= "
             f"{LATENCY_BUDGET_MS:g} ms "
             f"on this host; within {ACCURACY_TIE_POINTS:g} points of the best, the faster one"
         ),

@@ -41,7 +41,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    latency_iters=30,
+    latency_iters=20,
     throughput_repeats=3,
     batches=(8, 32),
     preprocess_repeats=10,
@@ -50,14 +50,7 @@ FULL = Sizes(
     capacity_requests=24,
     cold_runs=10,
     warm_iterations={"small": 300, "medium": 100, "phone": 30},
-    train={
-        "arch": "resnet18",
-        "image_size": 112,
-        "batch_size": 16,
-        "steps": 3,
-        "repeats": 3,
-        "per_class": 24,
-    },
+    train={"arch": "resnet18", "image_size": 96, "batch_size": 8, "steps": 2, "repeats": 3, "per_class": 16},
 )
 QUICK = Sizes(
     latency_iters=5,
