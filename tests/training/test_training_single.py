@@ -1,4 +1,5 @@
-"""``python -m training.train`` as one process (the laptop path), with bf16 autocast on the CPU."""
+"""``python -m training.train`` as one process (the laptop path): bf16 autocast on the CPU, a DataLoader
+worker process (persistent workers, seeded augmentation in the worker)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.slow
 def test_one_process_with_amp_trains_and_writes_the_artifact(dataset, tmp_path):
     out = tmp_path / "model"
     cmd = [sys.executable, "-m", "training.train", "--data-dir", str(dataset), "--model-dir", str(out),
-           *TRAIN_ARGS, "--epochs", "1", "--amp", "--threads", "2", "--checkpoint-dir", "none"]  # fmt: skip
+           *TRAIN_ARGS, "--epochs", "1", "--amp", "--threads", "2", "--checkpoint-dir", "none",
+           "--workers", "1"]  # fmt: skip
     proc = run_command(cmd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "mixed precision: torch.bfloat16" in proc.stdout
