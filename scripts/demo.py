@@ -24,7 +24,8 @@ ENDPOINT_NAME = "dogbreed-demo"
 DATA_ARGS = ["--classes", "6", "--per-class", "100", "--size", "80", "--seed", "7"]
 TRAIN_ARGS = [
     "--arch", "resnet18", "--weights", "none", "--epochs", "10", "--batch-size", "24",
-    "--image-size", "64", "--lr", "0.05", "--lr-warmup-epochs", "1", "--min-crop-scale", "0.35", "--workers", "1", "--seed", "7",
+    "--image-size", "64", "--lr", "0.05", "--lr-warmup-epochs", "1", "--min-crop-scale", "0.35",
+    "--workers", "1", "--seed", "7",
 ]  # fmt: skip
 
 

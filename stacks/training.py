@@ -52,7 +52,9 @@ class SageMakerTrainingRole(Construct):
         )
         self.role = role
 
-        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
+        # code/ holds the source bundle training.launch uploads (code/<job>/sourcedir.tar.gz); the job
+        # downloads it with this role before the script starts.
+        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*", f"{CODE_PREFIX}*"]
         writable = [f"{OUTPUT_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
         statements = [
             iam.PolicyStatement(
@@ -62,7 +64,7 @@ class SageMakerTrainingRole(Construct):
                 conditions={"StringLike": {"s3:prefix": [*readable, f"{OUTPUT_PREFIX}*"]}},
             ),
             iam.PolicyStatement(
-                sid="ReadDataAndCheckpoints",
+                sid="ReadDataCheckpointsAndCode",
                 actions=["s3:GetObject"],
                 resources=[artifacts.objects_arn(p) for p in readable],
             ),
@@ -110,6 +112,10 @@ class SageMakerTrainingRole(Construct):
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, CHECKPOINT_PREFIX)}*]",
                 reason="SageMaker syncs checkpoint files of changing names under the checkpoint prefix.",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, CODE_PREFIX)}*]",
+                reason="Jobs read their source bundle, code/<job>/sourcedir.tar.gz; job names vary.",
             ),
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, OUTPUT_PREFIX)}*]",

@@ -162,10 +162,10 @@ def test_training_role_reads_data_writes_output_and_checkpoints_only(stages, sta
         },
     )
     statements = statements_by_sid(synth, "training")
-    assert statements["ReadDataAndCheckpoints"]["Action"] == "s3:GetObject"
+    assert statements["ReadDataCheckpointsAndCode"]["Action"] == "s3:GetObject"
     assert same_items(
-        statements["ReadDataAndCheckpoints"]["Resource"],
-        [bucket_arn(stage, "/data/*"), bucket_arn(stage, "/checkpoints/*")],
+        statements["ReadDataCheckpointsAndCode"]["Resource"],
+        [bucket_arn(stage, "/data/*"), bucket_arn(stage, "/checkpoints/*"), bucket_arn(stage, "/code/*")],
     )
     assert statements["WriteOutputAndCheckpoints"]["Action"] == ["s3:AbortMultipartUpload", "s3:PutObject"]
     assert same_items(
@@ -174,7 +174,7 @@ def test_training_role_reads_data_writes_output_and_checkpoints_only(stages, sta
     )
     assert statements["ListProjectPrefixes"]["Resource"] == bucket_arn(stage)
     assert statements["ListProjectPrefixes"]["Condition"] == {
-        "StringLike": {"s3:prefix": ["data/*", "checkpoints/*", "training-output/*"]}
+        "StringLike": {"s3:prefix": ["data/*", "checkpoints/*", "code/*", "training-output/*"]}
     }
     s3_actions = {a for s in statements.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
     assert s3_actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
