@@ -184,6 +184,31 @@ class ArtifactBucket(Construct):
     def objects_arn(self, pattern: str) -> str:
         return f"{self.bucket_arn}/{pattern}"
 
+    def training_statements(self) -> list[iam.PolicyStatement]:
+        """The S3 access of anything that trains (SageMaker jobs, the EC2 host): list the project
+        prefixes, read data, checkpoints and code (the source bundle ``training.launch`` uploads),
+        write training output and checkpoints. Nothing else of the bucket."""
+        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*", f"{CODE_PREFIX}*"]
+        writable = [f"{OUTPUT_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
+        return [
+            iam.PolicyStatement(
+                sid="ListProjectPrefixes",
+                actions=["s3:ListBucket"],
+                resources=[self.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [*readable, f"{OUTPUT_PREFIX}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadDataCheckpointsAndCode",
+                actions=["s3:GetObject"],
+                resources=[self.objects_arn(p) for p in readable],
+            ),
+            iam.PolicyStatement(
+                sid="WriteOutputAndCheckpoints",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[self.objects_arn(p) for p in writable],
+            ),
+        ]
+
     @staticmethod
     def nag_arn(config: StageConfig, pattern: str) -> str:
         """How cdk-nag prints ``objects_arn(pattern)`` in a finding id."""

@@ -52,27 +52,8 @@ class SageMakerTrainingRole(Construct):
         )
         self.role = role
 
-        # code/ holds the source bundle training.launch uploads (code/<job>/sourcedir.tar.gz); the job
-        # downloads it with this role before the script starts.
-        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*", f"{CODE_PREFIX}*"]
-        writable = [f"{OUTPUT_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
         statements = [
-            iam.PolicyStatement(
-                sid="ListProjectPrefixes",
-                actions=["s3:ListBucket"],
-                resources=[artifacts.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [*readable, f"{OUTPUT_PREFIX}*"]}},
-            ),
-            iam.PolicyStatement(
-                sid="ReadDataCheckpointsAndCode",
-                actions=["s3:GetObject"],
-                resources=[artifacts.objects_arn(p) for p in readable],
-            ),
-            iam.PolicyStatement(
-                sid="WriteOutputAndCheckpoints",
-                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[artifacts.objects_arn(p) for p in writable],
-            ),
+            *artifacts.training_statements(),
             iam.PolicyStatement(
                 sid="UseProjectKey",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],

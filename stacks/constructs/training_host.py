@@ -141,29 +141,12 @@ class GpuTrainingHost(Construct):
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description=f"dogbreed {config.stage}: EC2 GPU training host",
         )
-        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*", f"{CODE_PREFIX}*"]
-        writable = [f"{OUTPUT_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
         policy = iam.ManagedPolicy(
             self,
             "Policy",
             roles=[role],
             statements=[
-                iam.PolicyStatement(
-                    sid="ListProjectPrefixes",
-                    actions=["s3:ListBucket"],
-                    resources=[artifacts.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [*readable, f"{OUTPUT_PREFIX}*"]}},
-                ),
-                iam.PolicyStatement(
-                    sid="ReadDataCodeAndCheckpoints",
-                    actions=["s3:GetObject"],
-                    resources=[artifacts.objects_arn(p) for p in readable],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteOutputAndCheckpoints",
-                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                    resources=[artifacts.objects_arn(p) for p in writable],
-                ),
+                *artifacts.training_statements(),
                 iam.PolicyStatement(
                     sid="UseProjectKeyThroughS3",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],

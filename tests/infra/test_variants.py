@@ -158,8 +158,8 @@ def test_training_host_profile_is_scoped_to_the_bucket_prefixes(training_host):
     policies = training_host.resources("training", "AWS::IAM::ManagedPolicy")
     host_policy = next(p for k, p in policies.items() if k.startswith("GpuTrainingHostPolicy"))
     statements = {s["Sid"]: s for s in host_policy["Properties"]["PolicyDocument"]["Statement"]}
-    assert statements["ReadDataCodeAndCheckpoints"]["Action"] == "s3:GetObject"
-    suffixes = sorted(r["Fn::Join"][1][-1] for r in statements["ReadDataCodeAndCheckpoints"]["Resource"])
+    assert statements["ReadDataCheckpointsAndCode"]["Action"] == "s3:GetObject"
+    suffixes = sorted(r["Fn::Join"][1][-1] for r in statements["ReadDataCheckpointsAndCode"]["Resource"])
     assert suffixes == ["/checkpoints/*", "/code/*", "/data/*"]
     assert statements["SessionManager"]["Resource"] == "*"
     assert all(
