@@ -131,10 +131,14 @@ def inference_section(result: dict[str, Any]) -> str:
                 rows,
             ),
             compile_note,
-            f"fp16 on a GPU: {NOT_MEASURED_GPU}. On a GPU host: "
-            "`python -m bench --only inference` measures the same table there once a `cuda` variant is "
-            "added; "
-            "the cost model uses NVIDIA's published T4 numbers instead (see Cost).",
+            (
+                "GPU rows (`cuda fp32`, `cuda fp16 channels_last`) are in the table above."
+                if any(v.startswith("cuda") for m in result["models"].values() for v in m["variants"])
+                else f"GPU fp32 / fp16: {NOT_MEASURED_GPU}. On a GPU host, "
+                "`python -m bench --only inference` "
+                "adds `cuda fp32` and `cuda fp16 channels_last` rows to this table; the cost model uses "
+                "NVIDIA's published T4 numbers instead (see Cost)."
+            ),
             "![latency](img/bench-inference-latency.png)\n![throughput](img/bench-inference-throughput.png)\n"
             "![accuracy vs latency](img/bench-accuracy-latency.png)",
         ]
@@ -402,6 +406,11 @@ def lambda_section(result: dict[str, Any]) -> str:
             "client with only the HTTP send short-circuited, so botocore's validation and serialization "
             "count).",
             table(["measure", "ms", "target ms", "verdict"], rows),
+            "Caveat for Lambda: these numbers are on one full core of this host. Lambda gives a function CPU "
+            'in proportion to its memory (1,769 MB = one vCPU, AWS Lambda docs, "Memory and computing '
+            "power\"), so at the stage config's 512 MB expect roughly 1769 / 512 = 3.5x the CPU-bound times "
+            "below (cold import, base64): the cold path is what provisioned concurrency or SnapStart hides, "
+            "and the warm overhead stays small next to the endpoint call for uploads under ~0.5 MB.",
             "Import self-time by package (`python -X importtime -c 'import handler'`):",
             imports,
             table(

@@ -78,6 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--serving-arch", help="backbone for the serving benchmarks (default: the chosen one)"
     )
+    parser.add_argument(
+        "--render-only",
+        type=Path,
+        metavar="JSON",
+        help="re-render the document, plots and decisions from a saved benchmarks.json (no measuring)",
+    )
     parser.add_argument("--markdown", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "docs" / "benchmarks.json")
     parser.add_argument("--img-dir", type=Path, default=REPO_ROOT / "docs" / "img")
@@ -104,6 +110,11 @@ def guarded(name: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        results = json.loads(args.render_only.read_text())["results"]
+        write_outputs(args, results, decide.derive(results))
+        log(f"[bench] re-rendered {args.markdown} and {args.json} from {args.render_only}")
+        return 0
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
     results: dict[str, Any] = {
