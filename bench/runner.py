@@ -76,6 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument(
+        "--archs", help="comma-separated backbones for the inference benchmark (default: all)"
+    )
+    parser.add_argument(
         "--serving-arch", help="backbone for the serving benchmarks (default: the chosen one)"
     )
     parser.add_argument(
@@ -135,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["inference"] = guarded(
             "inference",
             lambda: inference_speed.run(
+                archs=tuple(args.archs.split(",")) if args.archs else inference_speed.CANDIDATES,
                 latency_iters=sizes.latency_iters,
                 throughput_repeats=sizes.throughput_repeats,
                 batches=sizes.batches,
