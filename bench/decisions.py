@@ -123,6 +123,7 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
             MIN_INSTANCES[stage] + 1, cost.instances_needed(load["peak"], target, MIN_INSTANCES[stage])
         )
         lambda_seconds = inputs["request_seconds"]
+        conservative = _conservative_target(inputs, cost.INSTANCES[instance_type], target)
         stages[stage] = {
             "instance_type": instance_type,
             # The PyTorch inference DLC comes in cpu and gpu builds; the image must match the instance.
@@ -132,6 +133,14 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
             "target_invocations_per_instance": target,
             "max_rps_per_instance": round(chosen["max_rps_per_instance"], 2),
             "capacity_basis": chosen["capacity_basis"],
+            # The same measurement scaled by physical cores instead of vCPUs (an Intel xlarge is 2 cores
+            # x 2 hyperthreads; this host's vCPUs are whole cores): the floor until a load test on the
+            # instance replaces both.
+            "target_invocations_per_instance_conservative": conservative,
+            "max_instances_conservative": max(
+                MIN_INSTANCES[stage] + 1,
+                cost.instances_needed(load["peak"], conservative, MIN_INSTANCES[stage]),
+            ),
             "design_load_rps": load,
             "usd_per_month_at_steady_load": round(chosen["monthly"][str(load["steady"])]["usd_per_month"], 2),
             "lambda_provisioned_concurrency": cost.provisioned_concurrency(
@@ -148,6 +157,13 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         }
     decisions["stages"] = stages
     return decisions
+
+
+def _conservative_target(inputs: dict[str, Any], instance: cost.Instance, target: int) -> int:
+    if instance.accelerator is not None:
+        return target  # GPU capacity is an estimate from published numbers, not a scaled measurement
+    physical_cores = max(1, instance.vcpus // 2)
+    return cost.invocations_per_instance_target(inputs["cpu_rps_per_vcpu"] * physical_cores)
 
 
 def _peak_cost(option: dict[str, Any], peak: float) -> float:

@@ -59,6 +59,10 @@ def test_derived_stage_values_follow_the_formulas():
     if instance.accelerator is None:
         max_rps = 10.0 * instance.vcpus
         assert prod["target_invocations_per_instance"] == cost.invocations_per_instance_target(max_rps)
+        # Scaled by physical cores (vCPUs / 2) instead of vCPUs: half the rate, never more.
+        assert prod["target_invocations_per_instance_conservative"] == cost.invocations_per_instance_target(
+            10.0 * instance.vcpus // 2
+        )
     peak = decisions.DESIGN_LOAD["prod"]["peak"]
     needed = cost.instances_needed(peak, prod["target_invocations_per_instance"], 2)
     assert prod["min_instances"] == 2
