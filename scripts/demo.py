@@ -23,7 +23,7 @@ ENDPOINT_NAME = "dogbreed-demo"
 # Small enough to train in about a minute on 2 cores, big enough to learn well above chance.
 DATA_ARGS = ["--classes", "6", "--per-class", "100", "--size", "80", "--seed", "7"]
 TRAIN_ARGS = [
-    "--arch", "resnet18", "--weights", "none", "--epochs", "10", "--batch-size", "24",
+    "--arch", "resnet18", "--weights", "none", "--epochs", "12", "--batch-size", "24",
     "--image-size", "64", "--lr", "0.05", "--lr-warmup-epochs", "1", "--min-crop-scale", "0.35",
     "--workers", "1", "--seed", "7",
 ]  # fmt: skip
@@ -75,24 +75,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stage("import lambda/handler.py (cold start: settings + boto3 client)", timings):
             handler = load_prediction_handler(endpoint.url, endpoint.name)
-        image_path = sorted((data / "test").glob("*/*.jpg"))[0]
-        event = function_url_event(image_path.read_bytes(), "image/jpeg", top_k=5)
-        with stage(f"classify {image_path.relative_to(work)} through the Lambda handler", timings):
-            response = handler.handler(event, None)
+        # The first test image of every class: one full answer, then one line per class.
+        images = [sorted(folder.glob("*.jpg"))[0] for folder in sorted((data / "test").iterdir())]
+        with stage(f"classify {len(images)} test images (one per class) through the Lambda handler", timings):
+            responses = [
+                handler.handler(function_url_event(path.read_bytes(), "image/jpeg", top_k=5), None)
+                for path in images
+            ]
     finally:
         endpoint.stop()
 
-    print(f"\nHTTP {response['statusCode']}  (true class: {image_path.parent.name})")
-    body = json.loads(response["body"])
-    for rank, prediction in enumerate(body.get("predictions", []), start=1):
+    first = json.loads(responses[0]["body"])
+    status, request_id = responses[0]["statusCode"], first.get("request_id")
+    print(f"\n{images[0].relative_to(work)}: HTTP {status}, request id {request_id}")
+    for rank, prediction in enumerate(first.get("predictions", []), start=1):
         breed, probability, index = prediction["breed"], prediction["probability"], prediction["index"]
         print(f"  {rank}. {breed:<28} p={probability:.3f}  (index {index})")
-    if response["statusCode"] != 200:
-        print(json.dumps(body, indent=2))
+    print("\none image per class (true class -> top-1):")
+    for path, response in zip(images, responses, strict=True):
+        body = json.loads(response["body"])
+        if response["statusCode"] != 200:
+            print(f"  {path.parent.name:<28} HTTP {response['statusCode']}: {body['error']}")
+            continue
+        top = body["predictions"][0]
+        mark = "ok" if top["index"] == images.index(path) else "wrong"
+        print(f"  {path.parent.name:<28} -> {top['breed']:<24} p={top['probability']:.2f}  {mark}")
+    metrics = json.loads((work / "output" / "metrics.json").read_text())
+    print(
+        f"\nthe model: {TRAIN_ARGS[1]} from scratch, test top-1 {metrics['test_acc1']:.1%} on "
+        f"{metrics['test_samples']} images (chance {1 / len(images):.1%}); curves in {work / 'output'}"
+    )
     print("\nstage timings:")
     for name, seconds in timings.items():
         print(f"  {seconds:7.2f} s  {name}")
-    return 0 if response["statusCode"] == 200 else 1
+    return 0 if all(r["statusCode"] == 200 for r in responses) else 1
 
 
 if __name__ == "__main__":
