@@ -169,14 +169,17 @@ class GpuTrainingHost(Construct):
             ),
         )
 
-        # AWS::EC2::Instance has no market option of its own: spot comes from a launch template. A persistent
-        # request that stops on interruption keeps the EBS volume (and local checkpoints) for the restart.
+        # AWS::EC2::Instance has no market option of its own: spot comes from a launch template. A one-time
+        # request, terminated on interruption: a *persistent* request outlives its instance (EC2 reopens it
+        # when the instance is terminated, so `cdk destroy` or an instance replacement would leave a request
+        # behind that keeps launching GPU instances outside CloudFormation), and "stop on interruption"
+        # requires a persistent request. Work survives an interruption through the S3 checkpoints.
         spot = ec2.LaunchTemplate(
             self,
             "Spot",
             spot_options=ec2.LaunchTemplateSpotOptions(
-                request_type=ec2.SpotRequestType.PERSISTENT,
-                interruption_behavior=ec2.SpotInstanceInterruption.STOP,
+                request_type=ec2.SpotRequestType.ONE_TIME,
+                interruption_behavior=ec2.SpotInstanceInterruption.TERMINATE,
             ),
             require_imdsv2=True,
         )

@@ -141,6 +141,11 @@ def test_training_host_is_a_spot_dlami_instance_with_imdsv2_and_encrypted_volume
     launch_data = template["Resources"][template_id]["Properties"]["LaunchTemplateData"]
     assert launch_data["MetadataOptions"] == {"HttpTokens": "required"}
     assert launch_data["InstanceMarketOptions"]["MarketType"] == "spot"
+    # One-time, terminate on interruption: a persistent request reopens when CloudFormation terminates the
+    # instance (stack deletion, replacement) and keeps launching GPU instances outside the stack.
+    spot = launch_data["InstanceMarketOptions"]["SpotOptions"]
+    assert spot["SpotInstanceType"] == "one-time"
+    assert spot["InstanceInterruptionBehavior"] == "terminate"
 
 
 def test_training_host_has_no_inbound_access_and_no_internet_route(training_host):
