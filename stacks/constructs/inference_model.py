@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from aws_cdk import Acknowledgment, Aws, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -47,8 +49,23 @@ class InferenceModel(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"dogbreed {config.stage}: SageMaker model {config.endpoint_name}",
         )
+        # The artifact grant lives in its own policy whose logical id follows the artifact. A new
+        # model_data_url then *adds* a policy (CloudFormation deletes the old one in the cleanup phase, after
+        # the endpoint update succeeded) instead of rewriting one in place: if the blue/green update fails
+        # and the stack rolls back, UpdateEndpoint back to the old config launches instances that must
+        # download the old artifact, which an in-place edit would already have revoked
+        # (UPDATE_ROLLBACK_FAILED).
+        artifact_policy = iam.ManagedPolicy(
+            self,
+            f"ArtifactPolicy{_short_hash(config.model_data_url)}",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[artifact_arn]
+                )
+            ],
+            roles=[self.role],
+        )
         statements = [
-            iam.PolicyStatement(sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[artifact_arn]),
             # The artifact normally lives in the project bucket, encrypted with the project key; the key is
             # usable only through S3 (kms:ViaService), not directly.
             iam.PolicyStatement(
@@ -132,4 +149,8 @@ class InferenceModel(Construct):
             # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.
             enable_network_isolation=not config.is_serverless,
         )
-        self.model.node.add_dependency(policy)
+        self.model.node.add_dependency(policy, artifact_policy)
+
+
+def _short_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:8].upper()

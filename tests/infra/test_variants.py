@@ -64,6 +64,38 @@ def test_new_model_url_changes_only_the_model_artifact_grant(prod, retrained):
     assert "example-bucket" not in policy_after
 
 
+def _artifact_policy(synth) -> tuple[str, dict]:
+    policies = synth.resources("serving", "AWS::IAM::ManagedPolicy")
+    return only(
+        {
+            logical_id: policy
+            for logical_id, policy in policies.items()
+            if any(
+                s.get("Sid") == "ReadModelArtifact"
+                for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            )
+        }
+    )
+
+
+def test_new_model_url_adds_a_new_artifact_grant_instead_of_editing_the_old_one(prod, retrained):
+    # A new logical id: CloudFormation creates the new grant and deletes the old one only in the cleanup
+    # phase, so a rollback of a failed blue/green update (back to the old model, on fresh instances that
+    # download the old artifact) still finds the old artifact readable.
+    before_id, before = _artifact_policy(prod)
+    after_id, _ = _artifact_policy(retrained)
+    assert before_id != after_id
+    (statement,) = before["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "s3:GetObject"
+    # The other model policy (image, logs, key) keeps its logical id and is untouched.
+    others_before = set(prod.resources("serving", "AWS::IAM::ManagedPolicy")) - {before_id}
+    others_after = set(retrained.resources("serving", "AWS::IAM::ManagedPolicy")) - {after_id}
+    assert others_before == others_after
+    # The model is created only once its artifact grant exists.
+    _, model = only(retrained.resources("serving", "AWS::SageMaker::Model"))
+    assert after_id in model["DependsOn"]
+
+
 @pytest.fixture(scope="module")
 def serverless(tmp_path_factory):
     return synth_stage(
