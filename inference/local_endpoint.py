@@ -12,7 +12,8 @@ Two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
   raises the same exception classes as against AWS: ``ModelError`` (424, with
   ``OriginalStatusCode``/``OriginalMessage``/``LogStreamArn``) when the model answers 4xx/5xx,
   ``ValidationError`` for an unknown endpoint name, ``ThrottlingException`` beyond
-  ``--max-concurrency`` requests in flight.
+  ``--max-concurrency`` requests in flight, ``ModelError`` with ``OriginalStatusCode`` 0 when the
+  model takes longer than the invocation limit (60 s, as on SageMaker).
 
 For tests and the demo, :class:`LocalEndpoint` starts and stops the same server in-process.
 """
@@ -50,6 +51,13 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 FAKE_ACCOUNT = "000000000000"
 FAKE_REGION = "us-east-1"
 DEFAULT_VARIANT = "AllTraffic"
+# How long SageMaker waits for the container to answer /invocations before giving up with a
+# ModelError whose OriginalStatusCode is 0.
+INVOCATION_TIMEOUT_SECONDS = 60.0
+_TIMED_OUT = (
+    "Your invocation timed out while waiting for a response from container primary. Review the latency "
+    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
 _INVOKE_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
 
 
@@ -105,22 +113,29 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"Endpoint {name} of account {FAKE_ACCOUNT} not found."
             self._service_error(400, "ValidationError", message)
             return
-        response = self._run_model(body)
+        response = self._run_model(body, self.server.endpoint.invocation_timeout_seconds)
         if response is None:
             return
-        if response.status >= 300:
+        if response.status >= 300 or response.status == 0:
             self._model_error(name, response)
             return
         headers = {"x-Amzn-Invoked-Production-Variant": DEFAULT_VARIANT}
         self._send(200, response.body, response.content_type, headers)
 
-    def _run_model(self, body: bytes) -> ContainerResponse | None:
-        """Run the handlers under the endpoint's concurrency limit; None when throttled (already answered)."""
+    def _run_model(self, body: bytes, time_limit: float | None = None) -> ContainerResponse | None:
+        """Run the handlers under the endpoint's concurrency limit; None when throttled (already answered).
+
+        With ``time_limit`` (the runtime API), a model held longer than that by ``delay_seconds`` gets
+        the answer SageMaker gives when the container does not answer in time: status 0.
+        """
         endpoint = self.server.endpoint
         if not endpoint.slots.acquire(blocking=False):
             self._service_error(400, "ThrottlingException", "Rate exceeded")
             return None
         try:
+            if time_limit is not None and endpoint.delay_seconds >= time_limit:
+                time.sleep(time_limit)
+                return ContainerResponse(0, _TIMED_OUT.encode(), "text/plain")
             if endpoint.delay_seconds:
                 time.sleep(endpoint.delay_seconds)
             return endpoint.toolkit.invoke(body, dict(self.headers.items()))
@@ -202,7 +217,8 @@ class LocalEndpoint:
     ...     boto3.client("sagemaker-runtime").invoke_endpoint(EndpointName="dog-breeds", ...)
 
     ``max_concurrency`` (None: unlimited) answers ``ThrottlingException`` beyond that many requests
-    in flight; ``delay_seconds`` holds every request that long first (a slow endpoint);
+    in flight; ``delay_seconds`` holds every request that long first (a slow endpoint), and one held
+    ``invocation_timeout_seconds`` or longer gets SageMaker's timeout, a ``ModelError`` with status 0;
     ``handlers`` swaps the module whose ``model_fn/input_fn/predict_fn/output_fn`` are served.
     """
 
@@ -214,6 +230,7 @@ class LocalEndpoint:
         port: int = 0,
         max_concurrency: int | None = None,
         delay_seconds: float = 0.0,
+        invocation_timeout_seconds: float = INVOCATION_TIMEOUT_SECONDS,
         handlers: ModuleType | SimpleNamespace = default_handlers,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
@@ -223,6 +240,7 @@ class LocalEndpoint:
         self._extracted: tempfile.TemporaryDirectory[str] | None = None
         self.name = name
         self.delay_seconds = delay_seconds
+        self.invocation_timeout_seconds = invocation_timeout_seconds
         self.slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else _Unlimited()
         self._requested_port = port
         self._handlers = handlers

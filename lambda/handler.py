@@ -61,6 +61,10 @@ _MODEL_ERROR_MESSAGES = {
     "unsupported_media_type": "the image format is not supported; send JPEG, PNG or WebP",
 }
 _MODEL_BUSY_STATUSES = {
+    # 0: SageMaker got no answer from the container within its 60 s invocation limit ("Received
+    # server error (0) from primary with message "Your invocation timed out while waiting for a
+    # response from container primary...""): the endpoint timed out, the model did not fail.
+    0: api_errors.endpoint_timeout,
     429: api_errors.throttled,
     503: api_errors.endpoint_unavailable,
     408: api_errors.endpoint_timeout,
@@ -216,8 +220,9 @@ def _endpoint_error(exc: ClientError, log: dict[str, Any]) -> ApiError:
 
 def _model_error(status: Any, original_message: Any) -> ApiError:
     """A 400/413/415 from the model is the caller's fault and keeps its status. A busy or slow model
-    server (TorchServe answers 503 when its queue is full, 429/408/504 from other servers) keeps
-    its retryable meaning; anything else is the model failing: 502."""
+    server (TorchServe answers 503 when its queue is full, 429/408/504 from other servers, status 0
+    when SageMaker's invocation limit ran out) keeps its retryable meaning; anything else is the
+    model failing: 502."""
     if status in _MODEL_BUSY_STATUSES:
         return _MODEL_BUSY_STATUSES[status]()
     allowed = _MODEL_CLIENT_ERRORS.get(status) if isinstance(status, int) else None

@@ -113,6 +113,19 @@ def test_model_client_errors_raise_model_error_like_aws(endpoint, body, content_
     assert f"client error ({original_status})" in response["Error"]["Message"]
 
 
+def test_a_model_beyond_the_invocation_limit_is_a_model_error_with_status_0(artifact_dir):
+    """What SageMaker answers when the container does not answer /invocations within 60 s."""
+    with LocalEndpoint(
+        artifact_dir, name=ENDPOINT_NAME, delay_seconds=1.0, invocation_timeout_seconds=0.2
+    ) as slow:
+        client = runtime_client(slow.url)
+        with pytest.raises(client.exceptions.ModelError) as raised:
+            client.invoke_endpoint(EndpointName=ENDPOINT_NAME, ContentType="image/jpeg", Body=images.jpeg())
+    response = raised.value.response
+    assert response["OriginalStatusCode"] == 0
+    assert "server error (0)" in response["Error"]["Message"] and "timed out" in response["Error"]["Message"]
+
+
 def test_unknown_endpoint_is_a_validation_error(endpoint):
     client = runtime_client(endpoint.url)
     with pytest.raises(client.exceptions.ValidationError, match="Endpoint nope of account"):

@@ -113,6 +113,18 @@ def test_slow_endpoint_beyond_the_read_timeout_is_504(artifact_dir, capsys):
     assert last_log(capsys)["endpoint_error"] == "ReadTimeoutError"
 
 
+def test_a_model_beyond_sagemakers_invocation_limit_is_504(artifact_dir, capsys):
+    """SageMaker gives up on the container after 60 s: a ModelError with OriginalStatusCode 0."""
+    with LocalEndpoint(
+        artifact_dir, name=ENDPOINT_NAME, delay_seconds=1.0, invocation_timeout_seconds=0.3
+    ) as slow:
+        api = load_handler(slow.url)
+        status, body, _ = call(api, {"image": b64(images.jpeg())})
+    assert (status, body["error"]["code"]) == (504, "endpoint_timeout")
+    log = last_log(capsys)
+    assert (log["endpoint_error"], log["model_status"]) == ("ModelError", 0)
+
+
 @pytest.mark.parametrize(
     ("code", "http_status", "expected"),
     [
