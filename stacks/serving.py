@@ -124,6 +124,11 @@ class InferenceEndpoint(Construct):
             "Endpoint",
             endpoint_name=config.endpoint_name,
             endpoint_config_name=endpoint_config.attr_endpoint_config_name,
+            # UpdateEndpoint resets the instance count to the new config's InitialInstanceCount
+            # (min_instances) unless variant properties are retained: a retrain deployed under load would
+            # shrink an autoscaled fleet to its minimum (and trip the latency alarm into a rollback). Keep the
+            # count autoscaling set; a higher min_instances still applies through the scalable target.
+            retain_all_variant_properties=None if config.is_serverless else True,
             deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
                 blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
                     traffic_routing_configuration=routing,

@@ -116,6 +116,9 @@ def test_serverless_dev_variant(serverless):
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 3}
     assert "InstanceType" not in variant
     assert "KmsKeyId" not in endpoint_config["Properties"]
+    # No instance count to keep: the endpoint takes the new config's variant as is.
+    _, endpoint = only(serverless.resources("serving", "AWS::SageMaker::Endpoint"))
+    assert "RetainAllVariantProperties" not in endpoint["Properties"]
     _, model = only(serverless.resources("serving", "AWS::SageMaker::Model"))
     # Serverless Inference does not support network isolation.
     assert model["Properties"]["EnableNetworkIsolation"] is False
