@@ -88,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         declared = (self.headers.get("Content-Length") or "0").strip()
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # "²" is a digit to isdigit(), not to int()
             self.close_connection = True  # the body's end is unknown: the connection cannot be reused
             self._service_error(400, "ValidationError", "Content-Length must be a non-negative integer")
             return
