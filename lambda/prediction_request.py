@@ -149,8 +149,10 @@ def _header(headers: dict[str, Any], name: str) -> str:
 
 
 def _parse_json_body(body: str, encoded: bool, limits: Limits) -> dict[str, Any]:
-    # The image inside is base64 (4/3 of its size); a base64-flagged body is that again.
-    max_chars = _max_b64_chars(limits) + 4096
+    # The image inside is base64 (4/3 of its size), maybe line-wrapped with escaped "\n" or "\r\n"
+    # (up to 4 characters per 76) and with "/" escaped as "\/": an eighth more. A base64-flagged body
+    # is 4/3 of all that again. The exact check is on the decoded image.
+    max_chars = _max_b64_chars(limits) * 9 // 8 + 4096
     if encoded:
         max_chars = (max_chars + 2) // 3 * 4
     if len(body) > max_chars:
@@ -187,7 +189,8 @@ def _decode_image_field(value: Any, limits: Limits) -> bytes:
 
 def _b64decode(text: str, limits: Limits, *, what: str) -> bytes:
     # Checked on the encoded length first: no decoding (and no memory) spent on an oversized upload.
-    if len(text) > _max_b64_chars(limits) + 1024:
+    # Line breaks are allowed for (up to "\r\n" every 76 characters); the exact check is on the bytes.
+    if len(text) > _max_b64_chars(limits) * 17 // 16 + 1024:
         raise too_large(f"the image is larger than the limit of {limits.max_image_bytes} bytes")
     try:
         data = base64.b64decode(text, validate=True)

@@ -170,6 +170,23 @@ def test_the_byte_limit_is_exact_for_json_bodies(endpoint, encoded):
     assert (status, body["error"]["code"]) == (413, "image_too_large")
 
 
+@pytest.mark.parametrize("form", ["direct", "json-body", "json-body-escaped-slashes"])
+def test_the_byte_limit_holds_for_line_wrapped_base64(endpoint, form):
+    """Line breaks (and JSON's optional "\\/" escapes) are not image bytes: an image at the limit passes."""
+    data = images.jpeg(900, 900)  # ~150 KB: its 76-column line breaks are thousands of characters
+    wrapped = base64.encodebytes(data).decode()
+    if form == "direct":
+        event = {"image": wrapped}
+    else:
+        event = json_event({"image": wrapped})
+        if form == "json-body-escaped-slashes":
+            event["body"] = event["body"].replace("/", "\\/")
+    at_limit = load_handler(endpoint.url, MAX_IMAGE_BYTES=str(len(data)))
+    assert call(at_limit, event)[0] == 200
+    below = load_handler(endpoint.url, MAX_IMAGE_BYTES=str(len(data) - 1))
+    assert call(below, event)[1]["error"]["code"] == "image_too_large"
+
+
 def test_too_many_pixels_is_413_from_the_model(api, capsys):
     status, body, _ = call(api, {"image": b64(images.png_bomb())})
     assert (status, body["error"]["code"]) == (413, "image_too_large")
