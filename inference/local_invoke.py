@@ -71,9 +71,10 @@ def function_url_event(image: bytes, content_type: str, top_k: int | None = None
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": "/",
-        "rawQueryString": f"top_k={top_k}" if top_k else "",
+        "rawQueryString": f"top_k={top_k}" if top_k is not None else "",
         "headers": {"content-type": content_type},
-        "queryStringParameters": {"top_k": str(top_k)} if top_k else None,
+        # top_k=0 is sent as given (the API answers 400), not silently dropped for the default 5.
+        "queryStringParameters": {"top_k": str(top_k)} if top_k is not None else None,
         "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1"}},
         "body": base64.b64encode(image).decode("ascii"),
         "isBase64Encoded": True,

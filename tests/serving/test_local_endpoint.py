@@ -190,6 +190,15 @@ def test_local_invoke_classifies_through_the_lambda_handler(artifact_dir, tmp_pa
     assert len(ranked) == 3 and all(any(name in line for name in class_names) for line in ranked)
 
 
+@pytest.mark.parametrize("top_k", [0, 1, 7])
+def test_function_url_event_sends_any_top_k_it_is_given(top_k):
+    """`local_invoke --top-k 0` must reach the API (a 400), not quietly become the default 5."""
+    event = local_invoke.function_url_event(b"\xff\xd8\xff", "image/jpeg", top_k)
+    assert event["queryStringParameters"] == {"top_k": str(top_k)}
+    assert event["rawQueryString"] == f"top_k={top_k}"
+    assert local_invoke.function_url_event(b"\xff\xd8\xff", "image/jpeg")["rawQueryString"] == ""
+
+
 # "\u00b2" (superscript two) is a digit to str.isdigit() but not to int(): sent as the byte 0xb2.
 @pytest.mark.parametrize("length", ["-1", "ten", str(7 * 1024 * 1024), "\u00b2"])
 def test_bad_or_oversized_content_length_is_refused_without_reading(endpoint, length):
