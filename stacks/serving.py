@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -21,6 +22,7 @@ TERMINATION_WAIT_SECONDS = 300
 # Loading torch, the weights and a CUDA context on a cold g4dn instance; the default (60-3600 s) is not enough
 # on the first pull of the multi-GB DLC.
 CONTAINER_STARTUP_SECONDS = 600
+SAGEMAKER_SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 
 
 class InferenceEndpointConfig(Construct):
@@ -159,9 +161,20 @@ class EndpointAutoScaling(Construct):
         self, scope: Construct, construct_id: str, *, config: StageConfig, endpoint: sagemaker.CfnEndpoint
     ) -> None:
         super().__init__(scope, construct_id)
+        # Application Auto Scaling acts on SageMaker variants through its service-linked role (created on
+        # first use when the template names it). Left alone, ScalableTarget creates an extra role with no
+        # permissions that the service never uses.
+        service_linked_role = iam.Role.from_role_arn(
+            self,
+            "ServiceLinkedRole",
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/"
+            f"sagemaker.application-autoscaling.amazonaws.com/{SAGEMAKER_SCALING_ROLE}",
+            mutable=False,
+        )
         self.target = appscaling.ScalableTarget(
             self,
             "Target",
+            role=service_linked_role,
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{config.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",

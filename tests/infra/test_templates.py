@@ -367,6 +367,17 @@ def test_endpoint_scales_on_invocations_per_instance(stages, stage):
     assert target["Properties"]["ResourceId"] == f"endpoint/dogbreed-{stage}/variant/AllTraffic"
     assert target["Properties"]["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
     assert any("Endpoint" in dep for dep in as_list(target.get("DependsOn", [])))
+    # The service-linked role Application Auto Scaling uses for SageMaker, not an unused role of our own.
+    role_arn = "".join(
+        p if isinstance(p, str) else "" for p in target["Properties"]["RoleARN"]["Fn::Join"][1]
+    )
+    assert role_arn.endswith(
+        ":role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    )
+    for role in synth.resources("serving", "AWS::IAM::Role").values():
+        principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        assert principal != {"Service": "application-autoscaling.amazonaws.com"}
     template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
