@@ -9,7 +9,7 @@ Environment (set by the CDK stack; names are part of its contract):
 * ``ENDPOINT_NAME`` (required): the SageMaker endpoint this function may invoke.
 * ``ENDPOINT_READ_TIMEOUT_SECONDS`` (default 10): socket read timeout for one attempt.
 * ``ENDPOINT_MAX_ATTEMPTS`` (default 2): attempts in botocore's "standard" retry mode, first one
-  included (throttling, 5xx and connection errors are retried with jittered backoff). The
+  included (throttling, 5xx, connection errors and read timeouts are retried with jittered backoff). The
   function's own timeout must exceed attempts x (connect + read timeout) plus backoff.
 * ``MAX_IMAGE_BYTES`` (default 4 MiB): the largest decoded image accepted. A Function URL body is
   at most 6 MB and base64 adds a third, so about 4.5 MB is the ceiling anyway.

@@ -108,9 +108,15 @@ def test_slow_endpoint_beyond_the_read_timeout_is_504(artifact_dir, capsys):
         started = time.perf_counter()
         status, body, _ = call(api, {"image": b64(images.jpeg())})
         elapsed = time.perf_counter() - started
+        # A read timeout is retried in standard mode: the function's budget is attempts x timeout.
+        retrying = load_handler(slow.url, ENDPOINT_READ_TIMEOUT_SECONDS="0.5", ENDPOINT_MAX_ATTEMPTS="2")
+        started = time.perf_counter()
+        assert call(retrying, {"image": b64(images.jpeg())})[0] == 504
+        elapsed_with_retry = time.perf_counter() - started
     assert (status, body["error"]["code"]) == (504, "endpoint_timeout")
     assert elapsed < 1.9  # gave up at the read timeout, did not wait for the model
     assert last_log(capsys)["endpoint_error"] == "ReadTimeoutError"
+    assert 1.0 <= elapsed_with_retry < 3.0
 
 
 def test_a_model_beyond_sagemakers_invocation_limit_is_504(artifact_dir, capsys):
