@@ -55,6 +55,11 @@ class SeededAugmentation(Dataset):
     With this, a sample looks the same whichever rank, worker or restart loads it, which is what makes
     a resumed run reproduce an uninterrupted one batch for batch. ``fork_rng`` keeps the caller's global
     RNG untouched when loading in the main process (``--workers 0``).
+
+    The key is an index (the epoch is the one last given to :meth:`set_epoch`) or an ``(epoch, index)``
+    pair from :class:`EpochIndexSampler`. The training loader uses the pairs: its persistent worker
+    processes hold copies of this object made in the first epoch, which never see a later
+    ``set_epoch`` in the main process, so with plain indices every epoch would repeat epoch 0's crops.
     """
 
     def __init__(self, base: datasets.ImageFolder, transform: transforms.Compose, seed: int) -> None:
@@ -69,9 +74,10 @@ class SeededAugmentation(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         image, target = self.base[index]
-        seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        seed = (self.seed * 1_000_003 + epoch) * 10_000_019 + index
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed % (2**63))
             return self.transform(image), target
@@ -117,9 +123,11 @@ class ResumableSampler(Sampler[int]):
             drop_last=ctx.world_size > 1,
         )
         self.skip = 0
+        self.epoch = 0
 
     def set_epoch(self, epoch: int, skip_samples: int = 0) -> None:
         self.inner.set_epoch(epoch)
+        self.epoch = epoch
         self.skip = skip_samples
 
     def __iter__(self) -> Iterator[int]:
@@ -129,6 +137,24 @@ class ResumableSampler(Sampler[int]):
         return len(self.inner) - self.skip
 
 
+class EpochIndexSampler(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` keys for :class:`SeededAugmentation`: the epoch travels with every index.
+
+    The sampler is iterated in the main process, so the keys carry the current epoch to DataLoader
+    workers however long they live (``persistent_workers``).
+    """
+
+    def __init__(self, inner: ResumableSampler) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.inner.epoch
+        return ((epoch, index) for index in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 @dataclass
 class Data:
     class_names: tuple[str, ...]
@@ -136,6 +162,10 @@ class Data:
     train_sampler: ResumableSampler
     valid: datasets.ImageFolder
     test: datasets.ImageFolder | None
+
+    def train_loader(self, cfg: TrainConfig) -> DataLoader:
+        """The training set in ``train_sampler``'s order, augmented for ``train_sampler``'s epoch."""
+        return self.loader(self.train, EpochIndexSampler(self.train_sampler), cfg)
 
     def loader(self, dataset: Dataset, sampler: Sampler, cfg: TrainConfig) -> DataLoader:
         return DataLoader(

@@ -123,7 +123,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
 
     # Data
     data = load_data(cfg, ctx)
-    train_loader = data.loader(data.train, data.train_sampler, cfg)
+    train_loader = data.train_loader(cfg)
     valid_loader = data.loader(data.valid, ShardSampler(len(data.valid), ctx.rank, ctx.world_size), cfg)
     log.info(
         "%d classes; %d train, %d valid, %s test images",

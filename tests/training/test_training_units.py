@@ -15,7 +15,14 @@ from inference.architecture import build_model
 from training import synthetic
 from training.artifact import export_state_dict
 from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from training.data import SeededAugmentation, class_name_from_folder, shard_indices, train_transform
+from training.config import parse_config
+from training.data import (
+    SeededAugmentation,
+    class_name_from_folder,
+    load_data,
+    shard_indices,
+    train_transform,
+)
 from training.distributed import DistContext
 from training.metrics import Accumulator, epoch_line
 from training.model import (
@@ -87,6 +94,29 @@ def test_augmentation_depends_only_on_seed_epoch_and_index():
     assert torch.equal(state, torch.get_rng_state())  # loading leaves the global RNG alone
     data.set_epoch(3)
     assert not torch.equal(data[0][0], first[0])  # and a new epoch gives new augmentations
+
+
+def test_persistent_loader_workers_augment_every_epoch_anew(dataset, tmp_path):
+    """A DataLoader worker keeps the dataset copy it got in epoch 0; the epoch must reach it anyway,
+    or every epoch repeats epoch 0's crops and the model memorises them (train top-1 1.0, val at chance)."""
+    argv = ["--data-dir", str(dataset), "--model-dir", str(tmp_path), "--image-size", "32",
+            "--batch-size", "8", "--workers", "1", "--seed", "3"]  # fmt: skip
+    cfg = parse_config(argv, environ={})
+    data = load_data(cfg, DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    loader = data.train_loader(cfg)
+    assert loader.persistent_workers
+    first = {}
+    for epoch in (0, 1, 2):
+        data.train.set_epoch(epoch)  # what train.py does at the start of an epoch
+        data.train_sampler.set_epoch(epoch)
+        images, _ = next(iter(loader))
+        order = list(data.train_sampler)[: len(images)]
+        expected = torch.stack([data.train[(epoch, index)][0] for index in order])
+        assert torch.equal(images, expected)  # the worker augmented for this epoch
+        first[epoch] = data.train[(epoch, 0)][0]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    data.train.set_epoch(2)
+    assert torch.equal(data.train[0][0], first[2])  # an index alone means the epoch set last
 
 
 @pytest.mark.parametrize(
