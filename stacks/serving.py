@@ -14,14 +14,29 @@ from stacks.constructs.endpoint_alarms import VARIANT_NAME, EndpointAlarms, Endp
 from stacks.constructs.inference_model import InferenceModel
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
-# Blue/green must finish (or roll back) within this time; the green fleet of GPU instances plus the
-# baking period fits comfortably (API range 600-14400 s).
+# Blue/green must finish (or roll back) within this time (API range 600-28800 s), and SageMaker requires it
+# to exceed the deployment's waits (baking periods + termination wait). At least an hour; more when long
+# baking periods need it.
 MAX_DEPLOYMENT_SECONDS = 3600
 # The old (blue) fleet lingers this long after the traffic shift, for an instant manual rollback.
 TERMINATION_WAIT_SECONDS = 300
 # Loading torch, the weights and a CUDA context on a cold g4dn instance; the default (60-3600 s) is not enough
 # on the first pull of the multi-GB DLC.
 CONTAINER_STARTUP_SECONDS = 600
+# Launching the green fleet: instances, then model download and container start-up at their limits.
+GREEN_FLEET_SECONDS = 600 + 2 * CONTAINER_STARTUP_SECONDS
+
+
+def deployment_timeout_seconds(config: StageConfig) -> int:
+    """MaximumExecutionTimeoutInSeconds: the green fleet's launch plus every wait, at least an hour.
+
+    A canary deployment bakes after the canary step and again after the full shift; all-at-once bakes once.
+    """
+    bakes = 2 if config.traffic_routing == "CANARY" else 1
+    waits = bakes * config.baking_period_seconds + TERMINATION_WAIT_SECONDS
+    return max(MAX_DEPLOYMENT_SECONDS, GREEN_FLEET_SECONDS + waits)
+
+
 SAGEMAKER_SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 
 
@@ -134,7 +149,7 @@ class InferenceEndpoint(Construct):
             deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
                 blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
                     traffic_routing_configuration=routing,
-                    maximum_execution_timeout_in_seconds=MAX_DEPLOYMENT_SECONDS,
+                    maximum_execution_timeout_in_seconds=deployment_timeout_seconds(config),
                     termination_wait_in_seconds=TERMINATION_WAIT_SECONDS,
                 ),
                 auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(

@@ -314,6 +314,10 @@ def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_every_alarm(sta
     if synth.config.traffic_routing == "CANARY":
         assert routing["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": synth.config.canary_percent}
     assert 600 <= policy["MaximumExecutionTimeoutInSeconds"] <= 14400
+    # SageMaker rejects a timeout that does not exceed the deployment's waits.
+    bakes = 2 if synth.config.traffic_routing == "CANARY" else 1
+    waits = bakes * routing["WaitIntervalInSeconds"] + policy["TerminationWaitInSeconds"]
+    assert policy["MaximumExecutionTimeoutInSeconds"] > waits
     # A model update keeps the instance count autoscaling reached, instead of resetting it to the new
     # config's InitialInstanceCount (UpdateEndpoint's default) in the middle of a deployment under load.
     assert endpoint["RetainAllVariantProperties"] is True

@@ -97,6 +97,22 @@ def test_new_model_url_adds_a_new_artifact_grant_instead_of_editing_the_old_one(
 
 
 @pytest.fixture(scope="module")
+def long_baking(tmp_path_factory):
+    return synth_stage(tmp_path_factory.mktemp("long-baking"), "prod", baking_period_seconds=3600)
+
+
+def test_longest_allowed_baking_period_still_fits_the_deployment_timeout(long_baking):
+    # baking_period_seconds accepts up to 3600 s; with a canary that is two bakes plus the termination
+    # wait, which a fixed one-hour MaximumExecutionTimeoutInSeconds would not exceed (UpdateEndpoint fails).
+    _, endpoint = only(long_baking.resources("serving", "AWS::SageMaker::Endpoint"))
+    policy = endpoint["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    routing = policy["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "CANARY"
+    waits = 2 * routing["WaitIntervalInSeconds"] + policy["TerminationWaitInSeconds"]
+    assert waits < policy["MaximumExecutionTimeoutInSeconds"] <= 14400
+
+
+@pytest.fixture(scope="module")
 def serverless(tmp_path_factory):
     return synth_stage(
         tmp_path_factory.mktemp("serverless"),
