@@ -40,10 +40,12 @@ SERVING_MODES = ("instance", "serverless")
 TRAFFIC_ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 # Instance families with local NVMe instance storage: SageMaker rejects a KmsKeyId for them because the
-# local volume is encrypted by the instance's hardware module (CreateEndpointConfig, KmsKeyId).
+# local volume is encrypted by the instance's hardware module (CreateEndpointConfig, KmsKeyId). Inf2 is
+# EBS-only (it takes the key); Trn1 and the P5e/P5en variants have instance store.
 # fmt: off
 LOCAL_NVME_INSTANCE_FAMILIES = (
-    "c5d", "m5d", "r5d", "g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "inf2",
+    "c5d", "m5d", "r5d", "g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en",
+    "trn1", "trn1n",
 )
 # fmt: on
 

@@ -265,6 +265,13 @@ def test_local_nvme_instances_are_recognised():
     assert load(instance_type="ml.g4dn.xlarge").instance_has_local_nvme
     assert load(instance_type="ml.g5.2xlarge").instance_has_local_nvme
     assert not load(instance_type="ml.p3.2xlarge").instance_has_local_nvme
+    # A KmsKeyId on these fails CreateEndpointConfig; leaving it off an EBS-only type (inf2) would
+    # skip the customer key and acknowledge the nag finding with a false reason.
+    assert load(instance_type="ml.p5e.48xlarge").instance_has_local_nvme
+    assert load(instance_type="ml.p5en.48xlarge").instance_has_local_nvme
+    cpu = "2.6.0-cpu-py312"
+    assert load(instance_type="ml.trn1.2xlarge", inference_image_tag=cpu).instance_has_local_nvme
+    assert not load(instance_type="ml.inf2.xlarge", inference_image_tag=cpu).instance_has_local_nvme
     assert not load(
         instance_type="ml.m5.xlarge", inference_image_tag="2.6.0-cpu-py312"
     ).instance_has_local_nvme
