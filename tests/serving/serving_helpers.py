@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 from types import ModuleType, SimpleNamespace
 
 from inference.local_invoke import load_prediction_handler
@@ -17,6 +18,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until_every_slot_is_taken(endpoint, timeout: float = 20.0) -> None:
+    """Block until requests in flight hold all of a ``max_concurrency`` endpoint's slots.
+
+    A fixed sleep is a race on a loaded machine: the request meant to hold the slot may arrive
+    after the one meant to be throttled.
+    """
+    deadline = time.monotonic() + timeout
+    while endpoint.slots._value > 0:  # threading.BoundedSemaphore: slots still free
+        assert time.monotonic() < deadline, "no request reached the endpoint in time"
+        time.sleep(0.01)
 
 
 def load_handler(endpoint_url: str, **settings: str) -> ModuleType:

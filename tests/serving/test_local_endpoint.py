@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ import boto3
 import pytest
 import sample_images as images
 from botocore.config import Config
-from serving_helpers import ENDPOINT_NAME
+from serving_helpers import ENDPOINT_NAME, wait_until_every_slot_is_taken
 
 from inference import local_invoke
 from inference.local_endpoint import LocalEndpoint, extract_model_archive
@@ -140,7 +139,7 @@ def test_beyond_max_concurrency_is_throttling(artifact_dir):
             kwargs={"EndpointName": ENDPOINT_NAME, "ContentType": "image/jpeg", "Body": images.jpeg()},
         )
         first.start()
-        time.sleep(0.3)
+        wait_until_every_slot_is_taken(busy)
         with pytest.raises(client.exceptions.ClientError) as raised:
             client.invoke_endpoint(EndpointName=ENDPOINT_NAME, ContentType="image/jpeg", Body=images.jpeg())
         first.join()

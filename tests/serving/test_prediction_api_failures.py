@@ -10,7 +10,15 @@ from types import SimpleNamespace
 import pytest
 import sample_images as images
 from botocore.stub import Stubber
-from serving_helpers import ENDPOINT_NAME, b64, call, free_port, last_log, load_handler
+from serving_helpers import (
+    ENDPOINT_NAME,
+    b64,
+    call,
+    free_port,
+    last_log,
+    load_handler,
+    wait_until_every_slot_is_taken,
+)
 
 from inference import inference as handlers
 from inference.local_endpoint import LocalEndpoint
@@ -26,7 +34,7 @@ def test_endpoint_throttling_is_429(artifact_dir):
         api = load_handler(busy.url)
         first = threading.Thread(target=api.handler, args=({"image": b64(images.jpeg())}, None))
         first.start()
-        time.sleep(0.5)  # the first request now holds the only slot
+        wait_until_every_slot_is_taken(busy)  # the first request now holds the only slot
         status, body, headers = call(api, {"image": b64(images.jpeg())})
         first.join()
     assert (status, body["error"]["code"]) == (429, "throttled")
