@@ -310,6 +310,12 @@ def _check_consistency(c: StageConfig) -> None:
         raise ConfigError(
             f"{prefix}.traffic_routing: must be ALL_AT_ONCE when serving_mode is serverless (got 'CANARY')"
         )
+    # SageMaker requires the canary to be at most 50% of the variant's instances: one instance has none.
+    if c.traffic_routing == "CANARY" and c.min_instances < 2:
+        raise ConfigError(
+            f"{prefix}.traffic_routing: must be ALL_AT_ONCE when min_instances is 1 (a canary may be at most "
+            "half of the instances) (got 'CANARY')"
+        )
 
 
 def _is_gpu_instance(instance_type: str) -> bool:

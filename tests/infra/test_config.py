@@ -208,6 +208,11 @@ def test_unknown_key_is_rejected_so_typos_do_not_pass_silently():
             "dogbreed:stages.dev.traffic_routing: must be ALL_AT_ONCE when serving_mode is serverless",
         ),
         (
+            "dev",
+            {"traffic_routing": "CANARY", "min_instances": 1},
+            "dogbreed:stages.dev.traffic_routing: must be ALL_AT_ONCE when min_instances is 1",
+        ),
+        (
             "prod",
             {
                 "serving_mode": "serverless",
