@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from stacks.instance_storage import has_local_nvme
+
 DEFAULTS_CONTEXT_KEY = "dogbreed:defaults"
 STAGES_CONTEXT_KEY = "dogbreed:stages"
 PROJECT = "dogbreed"
@@ -39,15 +41,6 @@ LOG_RETENTION_DAYS = (
 SERVING_MODES = ("instance", "serverless")
 TRAFFIC_ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
-# Instance families with local NVMe instance storage: SageMaker rejects a KmsKeyId for them because the
-# local volume is encrypted by the instance's hardware module (CreateEndpointConfig, KmsKeyId). Inf2 is
-# EBS-only (it takes the key); Trn1 and the P5e/P5en variants have instance store.
-# fmt: off
-LOCAL_NVME_INSTANCE_FAMILIES = (
-    "c5d", "m5d", "r5d", "g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en",
-    "trn1", "trn1n",
-)
-# fmt: on
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 _IMAGE_TAG = re.compile(r"^\d+\.\d+(\.\d+)?-(gpu|cpu)-py3\d+(-[a-z0-9.\-]+)?$")
@@ -136,8 +129,7 @@ class StageConfig:
 
     @property
     def instance_has_local_nvme(self) -> bool:
-        family = self.instance_type.split(".")[1]
-        return family in LOCAL_NVME_INSTANCE_FAMILIES
+        return has_local_nvme(self.instance_type)
 
     @property
     def provisioned_concurrency_autoscaling(self) -> bool:

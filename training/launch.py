@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stacks.instance_storage import has_local_nvme
+
 from .config import DATA_CHANNEL, WEIGHTS_CHANNEL, build_parser
 from .metrics import METRIC_DEFINITIONS
 
@@ -284,7 +286,9 @@ def estimator_for(job: JobPlan, session: Any):
         output_path=s3_uri(target.bucket, target.output_prefix),
         code_location=s3_uri(target.bucket, target.code_prefix),
         output_kms_key=target.kms_key_arn,
-        volume_kms_key=target.kms_key_arn,
+        # Instance types with local NVMe storage reject a volume key (their instance store is
+        # hardware-encrypted); everywhere else the EBS training volume uses the project key.
+        volume_kms_key=None if has_local_nvme(args.instance_type) else target.kms_key_arn,
         encrypt_inter_container_traffic=True,
         enable_network_isolation=args.network_isolation,
         # The debugger and profiler rules add processing jobs and cost; train.py logs what we need.

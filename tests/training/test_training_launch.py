@@ -33,6 +33,16 @@ def no_credentials_env(tmp_path) -> dict[str, str]:
     return env
 
 
+def test_training_volume_uses_the_project_key_on_ebs_only_instance_types(tmp_path):
+    cmd = [sys.executable, "-m", "training.launch", *FLAGS, "--kms-key-arn", KEY,
+           "--instance-type", "ml.p3.2xlarge", "--dry-run"]  # fmt: skip
+    proc = run_command(cmd, timeout=120, env=no_credentials_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    request = json.loads(proc.stdout[proc.stdout.index("{") :])["CreateTrainingJob"]
+    assert request["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
+    assert request["ResourceConfig"]["VolumeKmsKeyId"] == KEY
+
+
 def test_dry_run_prints_the_full_request_without_credentials(tmp_path):
     cmd = [
         sys.executable,
@@ -54,7 +64,8 @@ def test_dry_run_prints_the_full_request_without_credentials(tmp_path):
     assert request["RoleArn"] == ROLE
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
-    assert request["ResourceConfig"]["VolumeKmsKeyId"] == KEY
+    # g4dn has local NVMe storage, encrypted by the instance: SageMaker rejects a volume key for it.
+    assert "VolumeKmsKeyId" not in request["ResourceConfig"]
     assert request["EnableManagedSpotTraining"] is True
     stop = request["StoppingCondition"]
     assert stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"] > 0
