@@ -20,12 +20,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT_NAME = "dogbreed-demo"
-# Small enough to train in about a minute on 2 cores, big enough to learn well above chance.
+# About 2.5 minutes of training on 2 cores. Shape-only class pairs (circle vs square) need enough steps
+# and crops that keep the whole object: at 12 epochs or --min-crop-scale 0.35 the model learns colour
+# and texture only (~70% test top-1); these settings reach ~95%.
 DATA_ARGS = ["--classes", "6", "--per-class", "100", "--size", "80", "--seed", "7"]
 TRAIN_ARGS = [
-    "--arch", "resnet18", "--weights", "none", "--epochs", "12", "--batch-size", "24",
-    "--image-size", "64", "--lr", "0.05", "--lr-warmup-epochs", "1", "--min-crop-scale", "0.35",
-    "--workers", "1", "--seed", "7",
+    "--arch", "resnet18", "--weights", "none", "--epochs", "40", "--batch-size", "24",
+    "--image-size", "64", "--opt", "adamw", "--lr", "0.002", "--lr-warmup-epochs", "1",
+    "--min-crop-scale", "0.7", "--workers", "1", "--seed", "7",
 ]  # fmt: skip
 
 
