@@ -22,12 +22,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from inference.local_invoke import function_url_event, load_prediction_handler
+
 from .images import photo_jpeg
-from .serving_overhead import LAMBDA_DIR, _Quiet, function_url_event, import_lambda_handler
+from .serving_overhead import LAMBDA_DIR, _Quiet
 from .timing import Stats, interleaved
 
 COLD_TARGET_MS = 150.0
 WARM_TARGET_MS = 2.0
+UNUSED_ENDPOINT_URL = "http://127.0.0.1:9"
 ENVIRONMENT = {
     "ENDPOINT_NAME": "bench-endpoint",
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -159,13 +162,14 @@ def warm_overhead(images: dict[str, bytes], iterations: dict[str, int]) -> dict[
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
 
-    module = import_lambda_handler(ENVIRONMENT)
+    # The endpoint URL is never called: the client is replaced by a stub below.
+    module = load_prediction_handler(UNUSED_ENDPOINT_URL, ENVIRONMENT["ENDPOINT_NAME"])
     real_client = module.RUNTIME
     stub_client = _StubRuntime()
     stubber = Stubber(real_client)
     out: dict[str, Any] = {"target_ms": WARM_TARGET_MS, "images": {}}
     for name, image in images.items():
-        event = function_url_event(image)
+        event = function_url_event(image, "image/jpeg", top_k=5)
 
         def with_stub(event: dict[str, Any] = event) -> None:
             module.RUNTIME = stub_client

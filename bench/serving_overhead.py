@@ -20,9 +20,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
-import importlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ from typing import Any
 import torch
 
 from inference.architecture import build_model
+from inference.local_invoke import function_url_event, load_prediction_handler
 from inference.model_config import ModelConfig
 from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, decode_image, resize_size_for
 
@@ -64,19 +63,6 @@ def write_random_artifact(model_dir: Path, arch: str, num_classes: int = NUM_CLA
     return write_artifact(model_dir, export_state_dict(build_model(arch, num_classes)), config)
 
 
-def function_url_event(image: bytes, top_k: int = 5) -> dict[str, Any]:
-    """A Lambda Function URL (payload 2.0) POST with the raw image as a base64 body."""
-    return {
-        "version": "2.0",
-        "rawPath": "/",
-        "requestContext": {"http": {"method": "POST", "path": "/"}, "requestId": "bench"},
-        "headers": {"content-type": "image/jpeg"},
-        "queryStringParameters": {"top_k": str(top_k)},
-        "isBase64Encoded": True,
-        "body": base64.b64encode(image).decode("ascii"),
-    }
-
-
 @contextlib.contextmanager
 def patched_environ(values: dict[str, str]) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in values}
@@ -89,20 +75,6 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def import_lambda_handler(environment: dict[str, str]) -> Any:
-    """``lambda/handler.py`` imported as Lambda imports it (``lambda/`` on sys.path), with ``environment``.
-
-    The module reads its settings and creates its boto3 client at import, so it is (re)imported
-    inside the environment that points it at the local endpoint.
-    """
-    if str(LAMBDA_DIR) not in sys.path:
-        sys.path.insert(0, str(LAMBDA_DIR))
-    with patched_environ(environment):
-        if "handler" in sys.modules:
-            return importlib.reload(sys.modules["handler"])
-        return importlib.import_module("handler")
 
 
 class _Quiet:
@@ -128,7 +100,7 @@ def _lambda_call(module: Any, event: dict[str, Any]) -> Callable[[], dict[str, A
 
 def component_costs(image: bytes, module: Any, iterations: int) -> dict[str, Any]:
     """Per-request CPU work outside the model, each timed alone (ms, min/median/max over iterations)."""
-    event = function_url_event(image)
+    event = function_url_event(image, "image/jpeg", top_k=5)
     settings = module.SETTINGS
     body_b64 = event["body"]
     body_array = bytearray(image)  # TorchServe hands the handler a bytearray; bytes() of bytes is no copy
@@ -164,9 +136,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         model_dir = write_random_artifact(Path(tmp) / "model", arch)
         with LocalEndpoint(str(model_dir), name=ENDPOINT_NAME) as endpoint:
-            environment = {**endpoint.client_environment(), "ENDPOINT_NAME": ENDPOINT_NAME}
-            module = import_lambda_handler(environment)
-            with patched_environ(environment):
+            module = load_prediction_handler(endpoint.url, ENDPOINT_NAME)
+            with patched_environ(endpoint.client_environment()):
                 import boto3
 
                 runtime = boto3.client("sagemaker-runtime")
@@ -233,7 +204,7 @@ def _measure_image(
         "handlers": handlers,
         "http": raw_http,
         "boto3": boto,
-        "lambda": _lambda_call(module, function_url_event(image)),
+        "lambda": _lambda_call(module, function_url_event(image, "image/jpeg", top_k=5)),
     }
     samples = interleaved(calls, repeats=repeats, warmup=2)
     ms = {name: [s * 1000 for s in values] for name, values in samples.items()}
