@@ -1,9 +1,9 @@
 """Cost per 1M predictions, monthly cost at a request rate, and the autoscaling target, from throughput.
 
-    python -m bench.cost --cpu-rps-per-vcpu 6.5 --request-seconds 0.09 [--json]
+    python -m bench.cost --cpu-rps-per-core 6.5 --request-seconds 0.09 [--json]
     python -m bench.cost --from docs/benchmarks.json
 
-Inputs are the measured capacity of this host (requests/s per vCPU for the whole per-request work:
+Inputs are the measured capacity of this host (requests/s per core for the whole per-request work:
 decode, preset, forward) and a dated price table. The autoscaling target follows AWS's load-test
 guidance for ``SageMakerVariantInvocationsPerInstance``: the maximum requests/s one instance
 sustains, times a safety factor of 0.5, times 60 (the metric counts per minute)
@@ -35,6 +35,9 @@ HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 SAFETY_FACTOR = 0.5  # AWS's load-test guidance for SageMakerVariantInvocationsPerInstance
 REQUEST_RATES = (1, 10, 100)
+# Capacities are kept to two significant figures: the 0.5 safety factor in the target dwarfs anything
+# finer, and run-to-run noise would otherwise change the derived config on every run.
+SIGNIFICANT_FIGURES = 2
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,14 @@ def invocations_per_instance_target(max_rps_per_instance: float, safety_factor: 
     return max(1, math.floor(max_rps_per_instance * safety_factor * 60))
 
 
+def round_down(value: float, figures: int = SIGNIFICANT_FIGURES) -> float:
+    """``value`` rounded down to ``figures`` significant figures (never up: these are capacities)."""
+    if value <= 0:
+        raise ValueError("value must be positive")
+    step = 10 ** (math.floor(math.log10(value)) - figures + 1)
+    return round(math.floor(value / step + 1e-9) * step, 10)
+
+
 def instances_needed(rps: float, target_per_instance: int, min_instances: int = 1) -> int:
     """Instances target tracking settles on for a steady ``rps``: invocations per minute / target."""
     if rps < 0:
@@ -109,37 +120,61 @@ class Capacity:
 
     instance: str
     max_rps: float
-    basis: str  # "measured", "measured, scaled by vCPU count", "estimated from published references"
+    basis: str
+    # The TorchServe layout the number assumes (SAGEMAKER_MODEL_SERVER_WORKERS, OMP_NUM_THREADS).
+    workers: int
+    threads_per_worker: int
 
 
-def cpu_capacity(instance: Instance, rps_per_vcpu: float) -> Capacity:
-    """A CPU instance's capacity: this host's measured requests/s per vCPU times the instance's vCPUs.
+def physical_cores(instance: Instance) -> int:
+    """Cores doing the CPU work: every instance in :data:`INSTANCES` is an Intel/AMD type whose vCPUs
+    are hyperthreads, two per core (this host's measured vCPUs are whole cores)."""
+    return max(1, instance.vcpus // 2)
 
-    Linear vCPU scaling is optimistic where the instance's vCPUs are hyperthreads (an Intel
-    xlarge is 2 cores x 2 threads; this host's vCPUs are whole cores): the safety factor of 0.5 in
-    the target absorbs that, and a load test on the instance should replace the number.
+
+def cpu_capacity(instance: Instance, rps_per_core: float, threads_per_worker: int = 1) -> Capacity:
+    """A CPU instance's capacity: this host's measured requests/s per core times the instance's cores.
+
+    Scaled by physical cores, not vCPUs: the second hyperthread of a core adds little to a
+    compute-bound forward pass, so counting it would promise about twice what the instance does.
+    Workers: the best layout measured here (``threads_per_worker`` threads each), one per vCPU's worth.
     """
-    return Capacity(instance.name, rps_per_vcpu * instance.vcpus, "measured here, scaled by vCPU count")
+    workers = max(1, instance.vcpus // threads_per_worker)
+    return Capacity(
+        instance.name,
+        rps_per_core * physical_cores(instance),
+        "measured here per core, scaled by physical cores",
+        workers,
+        threads_per_worker,
+    )
 
 
 def gpu_capacity(instance: Instance, cpu_seconds_per_request: float, batched: bool) -> Capacity:
     """A GPU instance's capacity, estimated: min(CPU side, GPU side).
 
     Every request is decoded and preprocessed on the host CPU (``cpu_seconds_per_request``, measured
-    here on one thread) by one TorchServe worker per vCPU; the GPU side is NVIDIA's published
-    ResNet-50 rate at batch 1, or at batch 8 for a custom TorchServe handler that stacks requests
-    (the toolkit's default handler runs a batch one request at a time: see docs/benchmarks.md).
+    here on one core) in its TorchServe worker, so the layout is one single-threaded worker per vCPU
+    (TorchServe's own default on a GPU host is one worker per GPU: see :func:`single_worker_rps`).
+    The GPU side is NVIDIA's published ResNet-50 rate at batch 1, or at batch 8 for a custom
+    TorchServe handler that stacks requests (the toolkit's default handler runs a batch one request
+    at a time: see docs/benchmarks.md).
     """
-    cpu_side = instance.vcpus / cpu_seconds_per_request
+    cpu_side = physical_cores(instance) / cpu_seconds_per_request
     gpu_side = GPU_REFERENCE["batch8_img_per_s" if batched else "batch1_img_per_s"]
     batch = "batch 8" if batched else "batch 1"
-    basis = f"estimated: min(CPU decode x {instance.vcpus} vCPUs, GPU {batch} reference)"
-    return Capacity(instance.name, min(cpu_side, gpu_side), basis)
+    basis = f"estimated: min(measured decode x {physical_cores(instance)} cores, published GPU {batch} rate)"
+    return Capacity(instance.name, min(cpu_side, gpu_side), basis, instance.vcpus, 1)
+
+
+def single_worker_rps(cpu_seconds_per_request: float) -> float:
+    """TorchServe's default on a one-GPU instance: one worker decodes, then waits for its forward."""
+    return 1 / (cpu_seconds_per_request + 1 / GPU_REFERENCE["batch1_img_per_s"])
 
 
 def instance_option(capacity: Capacity, min_instances: int, rates: Sequence[float] = REQUEST_RATES) -> dict:
     instance = INSTANCES[capacity.instance]
-    target = invocations_per_instance_target(capacity.max_rps)
+    max_rps = round_down(capacity.max_rps)
+    target = invocations_per_instance_target(max_rps)
     monthly = {}
     for rps in rates:
         count = instances_needed(rps, target, min_instances)
@@ -152,10 +187,12 @@ def instance_option(capacity: Capacity, min_instances: int, rates: Sequence[floa
         "option": capacity.instance,
         "kind": "instance",
         "usd_per_hour": instance.usd_per_hour,
-        "max_rps_per_instance": capacity.max_rps,
+        "max_rps_per_instance": max_rps,
         "capacity_basis": capacity.basis,
+        "workers": capacity.workers,
+        "threads_per_worker": capacity.threads_per_worker,
         "target_invocations_per_instance": target,
-        "usd_per_million_at_capacity": cost_per_million_at_capacity(instance.usd_per_hour, capacity.max_rps),
+        "usd_per_million_at_capacity": cost_per_million_at_capacity(instance.usd_per_hour, max_rps),
         "monthly": monthly,
     }
 
@@ -228,24 +265,28 @@ def provisioned_concurrency(rps: float, request_seconds: float, utilization: flo
 
 
 def compare(
-    cpu_rps_per_vcpu: float,
+    cpu_rps_per_core: float,
     request_seconds: float,
     cpu_decode_seconds: float,
     min_instances: int = 1,
     rates: Sequence[float] = REQUEST_RATES,
+    threads_per_worker: int = 1,
 ) -> dict[str, Any]:
     """Every option at every rate, from the measured numbers."""
     options = []
     for instance in INSTANCES.values():
         if instance.accelerator is None:
-            capacity = cpu_capacity(instance, cpu_rps_per_vcpu)
-            options.append(instance_option(capacity, min_instances, rates))
+            capacity = cpu_capacity(instance, cpu_rps_per_core, threads_per_worker)
+            option = instance_option(capacity, min_instances, rates)
+            option["handler"] = "default"
+            options.append(option)
         else:
             for batched in (False, True):
                 option = instance_option(
                     gpu_capacity(instance, cpu_decode_seconds, batched), min_instances, rates
                 )
                 option["option"] += " (batch 8, custom handler)" if batched else " (batch 1)"
+                option["handler"] = "custom batch 8" if batched else "default"
                 options.append(option)
     options.append(serverless_option(request_seconds, rates=rates))
     options.append(rekognition_option(rates=rates))
@@ -296,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--from", dest="source", type=Path, help="docs/benchmarks.json written by python -m bench"
     )
-    parser.add_argument("--cpu-rps-per-vcpu", type=float, help="measured requests/s per vCPU (whole request)")
+    parser.add_argument("--cpu-rps-per-core", type=float, help="measured requests/s per core (whole request)")
     parser.add_argument("--request-seconds", type=float, help="measured single-request latency, seconds")
     parser.add_argument("--cpu-decode-seconds", type=float, default=0.03, help="decode+preset, 1 thread")
     parser.add_argument("--min-instances", type=int, default=1)
@@ -304,13 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.source:
         inputs = json.loads(args.source.read_text())["cost_inputs"]
-        rps_per_vcpu, seconds = inputs["cpu_rps_per_vcpu"], inputs["request_seconds"]
+        rps_per_core, seconds = inputs["cpu_rps_per_core"], inputs["request_seconds"]
         decode = inputs["cpu_decode_seconds"]
-    elif args.cpu_rps_per_vcpu and args.request_seconds:
-        rps_per_vcpu, seconds, decode = args.cpu_rps_per_vcpu, args.request_seconds, args.cpu_decode_seconds
+    elif args.cpu_rps_per_core and args.request_seconds:
+        rps_per_core, seconds, decode = args.cpu_rps_per_core, args.request_seconds, args.cpu_decode_seconds
     else:
-        parser.error("give --from FILE, or --cpu-rps-per-vcpu and --request-seconds")
-    comparison = compare(rps_per_vcpu, seconds, decode, args.min_instances)
+        parser.error("give --from FILE, or --cpu-rps-per-core and --request-seconds")
+    comparison = compare(rps_per_core, seconds, decode, args.min_instances)
     print(json.dumps(comparison, indent=2) if args.json else format_table(comparison))
     return 0
 

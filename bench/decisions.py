@@ -25,6 +25,9 @@ DESIGN_LOAD = {"dev": {"steady": 1, "peak": 10}, "prod": {"steady": 10, "peak": 
 # (SageMaker spreads instances of a variant across AZs); the stage config enforces >= 2 too.
 MIN_INSTANCES = {"dev": 1, "prod": 2}
 LAMBDA_UTILIZATION_TARGET = 0.7  # the stage config's lambda_provisioned_utilization_target
+# The project's design fixes a GPU EndpointConfig (shared/CONTRACT.md): the stages choose among the GPU
+# types, and the cheapest CPU type is reported next to each as the measured alternative.
+REQUIRE_ACCELERATOR = True
 
 
 def choose_backbone(inference: dict[str, Any]) -> dict[str, Any]:
@@ -72,15 +75,17 @@ def cost_inputs(results: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("cost inputs need the serving and preprocess benchmarks")
     return {
         "arch": serving["arch"],
-        "cpu_rps_per_vcpu": best["rps"] / cpus,
+        # This host's vCPUs are whole cores (bench/cost.py physical_cores).
+        "cpu_rps_per_core": best["rps"] / cpus,
         "cpu_rps_host": best["rps"],
         "host_vcpus": cpus,
         "worker_layout": f"{best['workers']} worker(s) x {best['threads']} thread(s)",
+        "threads_per_worker": best["threads"],
         "request_seconds": phone["ms"]["lambda"]["median"] / 1000,
         # Draft decode + preset of the phone photo; measured with the host's threads, used per vCPU.
         "cpu_decode_seconds": preprocess["ms"]["draft decode + preset"]["median"] / 1000,
         "sources": {
-            "cpu_rps_per_vcpu": "serving / capacity: best worker layout, req/s / host vCPUs",
+            "cpu_rps_per_core": "serving / capacity: best worker layout, req/s / host cores",
             "request_seconds": "serving / phone image / lambda path median",
             "cpu_decode_seconds": "preprocess / phone / draft decode + preset median",
         },
@@ -99,71 +104,93 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     decisions["cost_inputs"] = inputs
     comparisons = {
         stage: cost.compare(
-            inputs["cpu_rps_per_vcpu"],
+            inputs["cpu_rps_per_core"],
             inputs["request_seconds"],
             inputs["cpu_decode_seconds"],
             min_instances=MIN_INSTANCES[stage],
+            threads_per_worker=inputs["threads_per_worker"],
         )
         for stage in ("dev", "prod")
     }
     decisions["cost"] = comparisons["prod"]
+    decisions["single_worker_rps"] = round(cost.single_worker_rps(inputs["cpu_decode_seconds"]), 1)
     stages = {}
     for stage, comparison in comparisons.items():
         load = DESIGN_LOAD[stage]
-        # Instance type: the cheapest per month at the stage's steady load, then at its peak.
-        instance_options = [o for o in comparison["options"] if o["kind"] == "instance"]
-        chosen = min(
-            instance_options,
-            key=lambda o: (o["monthly"][str(load["steady"])]["usd_per_month"], _peak_cost(o, load["peak"])),
+        # Options the stage can run with this project's handler (no custom batching handler).
+        runnable = [o for o in comparison["options"] if o["kind"] == "instance" and o["handler"] == "default"]
+        gpu = [o for o in runnable if cost.INSTANCES[_instance_type(o)].accelerator]
+        cpu = [o for o in runnable if not cost.INSTANCES[_instance_type(o)].accelerator]
+        chosen = _cheapest_instance(gpu if REQUIRE_ACCELERATOR else runnable, load)
+        values = _stage_values(chosen, stage, load)
+        values["lambda_provisioned_concurrency"] = cost.provisioned_concurrency(
+            load["steady"], inputs["request_seconds"], LAMBDA_UTILIZATION_TARGET
         )
-        instance_type = chosen["option"].split(" ")[0]
-        target = chosen["target_invocations_per_instance"]
-        # At least one above the minimum, so that the scaling policy is exercised in every stage.
-        max_instances = max(
-            MIN_INSTANCES[stage] + 1, cost.instances_needed(load["peak"], target, MIN_INSTANCES[stage])
+        values["lambda_provisioned_concurrency_max"] = cost.provisioned_concurrency(
+            load["peak"], inputs["request_seconds"], LAMBDA_UTILIZATION_TARGET
         )
-        lambda_seconds = inputs["request_seconds"]
-        conservative = _conservative_target(inputs, cost.INSTANCES[instance_type], target)
-        stages[stage] = {
-            "instance_type": instance_type,
-            # The PyTorch inference DLC comes in cpu and gpu builds; the image must match the instance.
-            "inference_image_kind": "gpu" if cost.INSTANCES[instance_type].accelerator else "cpu",
-            "min_instances": MIN_INSTANCES[stage],
-            "max_instances": max_instances,
-            "target_invocations_per_instance": target,
-            "max_rps_per_instance": round(chosen["max_rps_per_instance"], 2),
-            "capacity_basis": chosen["capacity_basis"],
-            # The same measurement scaled by physical cores instead of vCPUs (an Intel xlarge is 2 cores
-            # x 2 hyperthreads; this host's vCPUs are whole cores): the floor until a load test on the
-            # instance replaces both.
-            "target_invocations_per_instance_conservative": conservative,
-            "max_instances_conservative": max(
-                MIN_INSTANCES[stage] + 1,
-                cost.instances_needed(load["peak"], conservative, MIN_INSTANCES[stage]),
-            ),
-            "design_load_rps": load,
-            "usd_per_month_at_steady_load": round(chosen["monthly"][str(load["steady"])]["usd_per_month"], 2),
-            "lambda_provisioned_concurrency": cost.provisioned_concurrency(
-                load["steady"], lambda_seconds, LAMBDA_UTILIZATION_TARGET
-            )
-            if stage == "prod"
-            else 0,
-            "lambda_provisioned_concurrency_max": cost.provisioned_concurrency(
-                load["peak"], lambda_seconds, LAMBDA_UTILIZATION_TARGET
-            )
-            if stage == "prod"
-            else 0,
-            "cheapest_overall_at_steady_load": cost.cheapest(comparison, load["steady"])["option"],
-        }
+        values["cheapest_overall_at_steady_load"] = cost.cheapest(comparison, load["steady"])["option"]
+        cpu_alternative = _stage_values(_cheapest_instance(cpu, load), stage, load)
+        values["cpu_alternative"] = cpu_alternative
+        cpu_share = cpu_alternative["usd_per_month_at_steady_load"] / values["usd_per_month_at_steady_load"]
+        values["cpu_alternative_saving_percent"] = round(100 * (1 - cpu_share))
+        stages[stage] = values
     decisions["stages"] = stages
     return decisions
 
 
-def _conservative_target(inputs: dict[str, Any], instance: cost.Instance, target: int) -> int:
-    if instance.accelerator is not None:
-        return target  # GPU capacity is an estimate from published numbers, not a scaled measurement
-    physical_cores = max(1, instance.vcpus // 2)
-    return cost.invocations_per_instance_target(inputs["cpu_rps_per_vcpu"] * physical_cores)
+def config_values(stage_values: dict[str, Any]) -> dict[str, Any]:
+    """The cdk.json keys a stage's derived values set (tests/bench checks cdk.json against them)."""
+    return {key: stage_values[key] for key in CONFIG_KEYS}
+
+
+CONFIG_KEYS = (
+    "instance_type",
+    "min_instances",
+    "max_instances",
+    "target_invocations_per_instance",
+    "inference_workers",
+    "inference_threads_per_worker",
+    "lambda_provisioned_concurrency",
+    "lambda_provisioned_concurrency_max",
+)
+
+
+def _instance_type(option: dict[str, Any]) -> str:
+    return option["option"].split(" ")[0]
+
+
+def _cheapest_instance(options: list[dict[str, Any]], load: dict[str, float]) -> dict[str, Any]:
+    """The cheapest per month at the stage's steady load, then at its peak."""
+    return min(
+        options,
+        key=lambda o: (_steady_cost(o, load["steady"]), _peak_cost(o, load["peak"])),
+    )
+
+
+def _stage_values(option: dict[str, Any], stage: str, load: dict[str, float]) -> dict[str, Any]:
+    instance_type = _instance_type(option)
+    target = option["target_invocations_per_instance"]
+    needed = cost.instances_needed(load["peak"], target, MIN_INSTANCES[stage])
+    return {
+        "instance_type": instance_type,
+        # The PyTorch inference DLC comes in cpu and gpu builds; the image must match the instance.
+        "inference_image_kind": "gpu" if cost.INSTANCES[instance_type].accelerator else "cpu",
+        "min_instances": MIN_INSTANCES[stage],
+        # At least one above the minimum, so that the scaling policy is exercised in every stage.
+        "max_instances": max(MIN_INSTANCES[stage] + 1, needed),
+        "target_invocations_per_instance": target,
+        "max_rps_per_instance": option["max_rps_per_instance"],
+        "capacity_basis": option["capacity_basis"],
+        "inference_workers": option["workers"],
+        "inference_threads_per_worker": option["threads_per_worker"],
+        "design_load_rps": load,
+        "usd_per_month_at_steady_load": round(_steady_cost(option, load["steady"]), 2),
+    }
+
+
+def _steady_cost(option: dict[str, Any], steady: float) -> float:
+    return option["monthly"][str(steady)]["usd_per_month"]
 
 
 def _peak_cost(option: dict[str, Any], peak: float) -> float:

@@ -4,7 +4,8 @@ Cold: ``import handler`` timed inside a fresh interpreter (``lambda/`` as the wo
 on sys.path, as the Lambda runtime loads it), repeated in N new processes; min/median/max. The
 min is the number to hold against the target (page cache warm, .pyc files present, as in a Lambda
 image); ``python -X importtime`` of one more process names the modules that cost the most, and
-the split "import boto3" / "create the client" shows where the time goes.
+the split "import botocore" / "create the client" / the handler's own modules shows where the time
+goes, and the same split with boto3 (what most Lambda functions import) is the comparison.
 
 Warm: ``handler.handler(event, None)`` in a loop with the endpoint call replaced, so what remains
 is the function's own work (event parsing, base64, validation, response shaping, the log line):
@@ -38,25 +39,26 @@ ENVIRONMENT = {
     "AWS_SECRET_ACCESS_KEY": "bench",  # a placeholder: nothing is sent anywhere
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+# What handler.py does at import, in steps: botocore, its one client, its own modules.
 _COLD_SCRIPT = """
-import time, json
-t0 = time.perf_counter()
-import boto3
-t1 = time.perf_counter()
-boto3.client("sagemaker-runtime")
-t2 = time.perf_counter()
-import handler
-t3 = time.perf_counter()
-print(json.dumps({"import_boto3": t1 - t0, "client": t2 - t1, "handler_rest": t3 - t2}))
-"""
-_BOTOCORE_ONLY = """
 import time, json
 t0 = time.perf_counter()
 import botocore.session
 t1 = time.perf_counter()
 botocore.session.get_session().create_client("sagemaker-runtime")
 t2 = time.perf_counter()
-print(json.dumps({"import_botocore": t1 - t0, "client": t2 - t1}))
+import api_errors, prediction_request
+t3 = time.perf_counter()
+print(json.dumps({"import_botocore": t1 - t0, "client": t2 - t1, "handler_rest": t3 - t2}))
+"""
+_WITH_BOTO3 = """
+import time, json
+t0 = time.perf_counter()
+import boto3
+t1 = time.perf_counter()
+boto3.client("sagemaker-runtime")
+t2 = time.perf_counter()
+print(json.dumps({"import_boto3": t1 - t0, "client": t2 - t1}))
 """
 _HANDLER_ONLY = """
 import time, json
@@ -103,7 +105,7 @@ def cold_import(runs: int) -> dict[str, Any]:
         json.loads(_run_python(["-c", _HANDLER_ONLY]).stdout)["import_handler"] * 1000 for _ in range(runs)
     ]
     splits = [json.loads(_run_python(["-c", _COLD_SCRIPT]).stdout) for _ in range(max(3, runs // 2))]
-    botocore_only = [json.loads(_run_python(["-c", _BOTOCORE_ONLY]).stdout) for _ in range(max(3, runs // 2))]
+    with_boto3 = [json.loads(_run_python(["-c", _WITH_BOTO3]).stdout) for _ in range(max(3, runs // 2))]
     interpreter_ms = []
     for _ in range(max(3, runs // 2)):
         result = _run_python(["-c", "import time; print(time.process_time())"])
@@ -114,11 +116,11 @@ def cold_import(runs: int) -> dict[str, Any]:
         "import_handler_ms": Stats.of(handler_ms).as_dict(),
         "split_ms": {
             key: Stats.of([split[key] * 1000 for split in splits]).as_dict()
-            for key in ("import_boto3", "client", "handler_rest")
+            for key in ("import_botocore", "client", "handler_rest")
         },
-        "botocore_only_ms": {
-            key: Stats.of([split[key] * 1000 for split in botocore_only]).as_dict()
-            for key in ("import_botocore", "client")
+        "boto3_ms": {
+            key: Stats.of([split[key] * 1000 for split in with_boto3]).as_dict()
+            for key in ("import_boto3", "client")
         },
         "interpreter_startup_cpu_ms": Stats.of(interpreter_ms).as_dict(),
         "top_imports": top_imports(importtime, limit=8),

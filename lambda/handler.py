@@ -15,8 +15,10 @@ Environment (set by the CDK stack; names are part of its contract):
   at most 6 MB and base64 adds a third, so about 4.5 MB is the ceiling anyway.
 * ``MAX_TOP_K`` (default 20), ``ENDPOINT_CONNECT_TIMEOUT_SECONDS`` (default 2): optional.
 
-Only boto3 and the standard library, imported once at module level with the client: a cold start
-pays for them once and warm invocations reuse the client's connection pool.
+Only botocore (what boto3 is built on; the Lambda runtime ships both) and the standard library, imported
+once at module level with the client: a cold start pays for them once and warm invocations reuse the
+client's connection pool. ``botocore.session`` rather than ``boto3``: the boto3 layer (and the s3transfer
+it imports) adds import time and nothing this one API call needs (docs/benchmarks.md, Lambda).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import api_errors
-import boto3
+import botocore.session
 from api_errors import ApiError
 from botocore.config import Config
 from botocore.exceptions import (
@@ -133,7 +135,7 @@ def build_runtime_client(settings: Settings) -> Any:
         retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
         tcp_keepalive=True,
     )
-    return boto3.client("sagemaker-runtime", config=config)
+    return botocore.session.get_session().create_client("sagemaker-runtime", config=config)
 
 
 SETTINGS = Settings.from_environment()

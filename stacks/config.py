@@ -80,8 +80,10 @@ class StageConfig:
     instance_type: str
     min_instances: int
     max_instances: int
-    # Issue 5 (benchmarks) derives the scaling targets from measurements; until then they are estimates.
+    # Derived by `make bench` (docs/benchmarks.json, "stages"); tests/bench checks cdk.json against it.
     target_invocations_per_instance: int
+    inference_workers: int
+    inference_threads_per_worker: int
     scale_in_cooldown_seconds: int
     scale_out_cooldown_seconds: int
     serverless_memory_mb: int
@@ -215,6 +217,8 @@ _CHECKS: dict[str, Check] = {
     "min_instances": _int(1, 100),
     "max_instances": _int(1, 100),
     "target_invocations_per_instance": _int(1, 100_000),
+    "inference_workers": _int(1, 64),
+    "inference_threads_per_worker": _int(1, 64),
     "scale_in_cooldown_seconds": _int(0, 3600),
     "scale_out_cooldown_seconds": _int(0, 3600),
     "serverless_memory_mb": _choice(SERVERLESS_MEMORY_MB),

@@ -143,6 +143,12 @@ class InferenceModel(Construct):
                     # The model server gives up at the same time as the Lambda's read timeout, so a slow
                     # request is not left running after the client has gone (both <= the 60 s invoke limit).
                     "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(config.endpoint_read_timeout_seconds),
+                    # TorchServe's default is one worker per GPU (else per vCPU): on a GPU instance a
+                    # single worker would decode every JPEG on one core while the GPU idles. Each worker
+                    # gets a small intra-op pool: one pool per worker sized to the whole machine
+                    # oversubscribes the cores under load (docs/benchmarks.md, serving capacity).
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": str(config.inference_workers),
+                    "OMP_NUM_THREADS": str(config.inference_threads_per_worker),
                 },
             ),
             # No outbound network from the container: the artifact is self-contained (contract), and

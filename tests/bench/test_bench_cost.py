@@ -47,27 +47,54 @@ def test_cost_per_million_at_capacity():
     assert cost.cost_per_million_at_capacity(0.36, 10) == pytest.approx(10.0)
 
 
-def test_cpu_capacity_scales_the_measured_rate_by_vcpu_count():
-    instance = cost.INSTANCES["ml.c7i.xlarge"]
-    capacity = cost.cpu_capacity(instance, rps_per_vcpu=5.0)
-    assert capacity.max_rps == pytest.approx(5.0 * instance.vcpus)
-    assert "scaled by vCPU" in capacity.basis
+def test_cpu_capacity_scales_the_measured_rate_per_core_by_physical_cores():
+    instance = cost.INSTANCES["ml.c7i.xlarge"]  # 4 vCPUs = 2 cores x 2 hyperthreads
+    capacity = cost.cpu_capacity(instance, rps_per_core=5.0, threads_per_worker=1)
+    assert capacity.max_rps == pytest.approx(10.0)
+    assert "physical cores" in capacity.basis
+    # One single-threaded worker per vCPU; two-thread workers halve the count.
+    assert (capacity.workers, capacity.threads_per_worker) == (4, 1)
+    assert cost.cpu_capacity(instance, 5.0, threads_per_worker=2).workers == 2
 
 
 def test_gpu_capacity_is_the_smaller_of_cpu_decode_and_gpu_reference():
     instance = cost.INSTANCES["ml.g4dn.xlarge"]
-    # Slow decode: 4 vCPUs / 0.1 s = 40 req/s, below the GPU's 98 img/s at batch 1.
-    assert cost.gpu_capacity(instance, 0.1, batched=False).max_rps == pytest.approx(40.0)
+    # Slow decode: 2 cores / 0.1 s = 20 req/s, below the GPU's 98 img/s at batch 1.
+    assert cost.gpu_capacity(instance, 0.1, batched=False).max_rps == pytest.approx(20.0)
     # Fast decode: the GPU reference bounds it.
     assert cost.gpu_capacity(instance, 0.001, batched=False).max_rps == cost.GPU_REFERENCE["batch1_img_per_s"]
     assert cost.gpu_capacity(instance, 0.001, batched=True).max_rps == cost.GPU_REFERENCE["batch8_img_per_s"]
+    # Decoding needs a worker per vCPU: TorchServe's one worker per GPU would decode on one core.
+    assert cost.gpu_capacity(instance, 0.1, batched=False).workers == instance.vcpus
+
+
+def test_one_torchserve_worker_serializes_decode_and_forward():
+    # 25 ms of decode + 1/98 s of forward, one after the other: about 28.5 req/s, far below 2 cores.
+    assert cost.single_worker_rps(0.025) == pytest.approx(1 / (0.025 + 1 / 98.0))
+    g4dn = cost.INSTANCES["ml.g4dn.xlarge"]
+    assert cost.single_worker_rps(0.025) < cost.gpu_capacity(g4dn, 0.025, batched=False).max_rps
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(91.7, 91.0), (28.92, 28.0), (14.45, 14.0), (98.0, 98.0), (0.0567, 0.056), (1234, 1200)],
+)
+def test_capacities_round_down_to_two_significant_figures(value, expected):
+    assert cost.round_down(value) == pytest.approx(expected)
+
+
+def test_round_down_rejects_non_positive_values():
+    with pytest.raises(ValueError, match="positive"):
+        cost.round_down(0)
 
 
 def test_instance_option_monthly_cost_follows_instance_count():
-    capacity = cost.Capacity("ml.c6i.xlarge", max_rps=20.0, basis="test")
+    capacity = cost.Capacity("ml.c6i.xlarge", max_rps=20.9, basis="test", workers=4, threads_per_worker=1)
     option = cost.instance_option(capacity, min_instances=2, rates=(1, 100))
     hourly = cost.INSTANCES["ml.c6i.xlarge"].usd_per_hour
+    assert option["max_rps_per_instance"] == 20.0  # two significant figures, rounded down
     assert option["target_invocations_per_instance"] == 600
+    assert (option["workers"], option["threads_per_worker"]) == (4, 1)
     assert option["monthly"]["1"]["instances"] == 2  # the minimum
     assert option["monthly"]["100"]["instances"] == 10  # 6000 / 600
     assert option["monthly"]["100"]["usd_per_month"] == pytest.approx(10 * hourly * cost.HOURS_PER_MONTH)
@@ -100,7 +127,7 @@ def test_provisioned_concurrency_is_littles_law_over_utilization():
 
 def test_compare_covers_every_instance_type_and_the_managed_alternatives():
     comparison = cost.compare(
-        cpu_rps_per_vcpu=5.0, request_seconds=0.1, cpu_decode_seconds=0.02, min_instances=2
+        cpu_rps_per_core=5.0, request_seconds=0.1, cpu_decode_seconds=0.02, min_instances=2
     )
     names = [option["option"] for option in comparison["options"]]
     for instance in ("ml.g4dn.xlarge", "ml.g5.xlarge", "ml.c7i.xlarge", "ml.c6i.xlarge", "ml.m5.xlarge"):
@@ -123,8 +150,8 @@ def test_cheapest_picks_the_lowest_monthly_cost():
 
 
 def test_cli_prints_the_table(capsys):
-    assert cost.main(["--cpu-rps-per-vcpu", "5", "--request-seconds", "0.1"]) == 0
+    assert cost.main(["--cpu-rps-per-core", "5", "--request-seconds", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "ml.c7i.xlarge" in out and "$/month @ 100 req/s" in out
-    # 5 req/s per vCPU x 4 vCPUs = 20 req/s -> target 600.
-    assert "| ml.c7i.xlarge | 20.0 | 600 |" in out
+    # 5 req/s per core x 2 cores = 10 req/s -> target 300.
+    assert "| ml.c7i.xlarge | 10.0 | 300 |" in out

@@ -52,36 +52,65 @@ def _results(rps_host: float = 20.0, cpus: int = 2) -> dict:
 def test_derived_stage_values_follow_the_formulas():
     derived = decisions.derive(_results(rps_host=20.0, cpus=2))
     inputs = derived["cost_inputs"]
-    assert inputs["cpu_rps_per_vcpu"] == pytest.approx(10.0)
+    assert inputs["cpu_rps_per_core"] == pytest.approx(10.0)
     assert inputs["request_seconds"] == pytest.approx(0.08)
     prod = derived["stages"]["prod"]
     instance = cost.INSTANCES[prod["instance_type"]]
-    if instance.accelerator is None:
-        max_rps = 10.0 * instance.vcpus
-        assert prod["target_invocations_per_instance"] == cost.invocations_per_instance_target(max_rps)
-        # Scaled by physical cores (vCPUs / 2) instead of vCPUs: half the rate, never more.
-        assert prod["target_invocations_per_instance_conservative"] == cost.invocations_per_instance_target(
-            10.0 * instance.vcpus // 2
-        )
+    # A GPU type (the design's), sized by min(2 cores / 20 ms of decode = 100, NVIDIA's 98 img/s).
+    assert instance.accelerator and prod["inference_image_kind"] == "gpu"
+    assert prod["max_rps_per_instance"] == pytest.approx(98.0)
+    assert prod["target_invocations_per_instance"] == cost.invocations_per_instance_target(98.0) == 2940
+    assert (prod["inference_workers"], prod["inference_threads_per_worker"]) == (instance.vcpus, 1)
     peak = decisions.DESIGN_LOAD["prod"]["peak"]
     needed = cost.instances_needed(peak, prod["target_invocations_per_instance"], 2)
     assert prod["min_instances"] == 2
     assert prod["max_instances"] == max(3, needed)
     steady = decisions.DESIGN_LOAD["prod"]["steady"]
     assert prod["lambda_provisioned_concurrency"] == cost.provisioned_concurrency(steady, 0.08, 0.7)
+    assert prod["lambda_provisioned_concurrency_max"] == cost.provisioned_concurrency(peak, 0.08, 0.7)
     dev = derived["stages"]["dev"]
     assert dev["min_instances"] == 1 and dev["max_instances"] >= 2
-    assert dev["lambda_provisioned_concurrency"] == 0
+    assert dev["lambda_provisioned_concurrency"] == cost.provisioned_concurrency(
+        decisions.DESIGN_LOAD["dev"]["steady"], 0.08, 0.7
+    )
 
 
-def test_prod_instance_is_the_cheapest_instance_at_steady_load():
+def test_cpu_alternative_is_measured_per_core_and_priced_next_to_the_choice():
+    prod = decisions.derive(_results(rps_host=20.0, cpus=2))["stages"]["prod"]
+    alternative = prod["cpu_alternative"]
+    instance = cost.INSTANCES[alternative["instance_type"]]
+    assert instance.accelerator is None and alternative["inference_image_kind"] == "cpu"
+    # 10 req/s per measured core x 2 physical cores of a 4-vCPU instance.
+    assert alternative["max_rps_per_instance"] == pytest.approx(10.0 * cost.physical_cores(instance))
+    saving = 1 - alternative["usd_per_month_at_steady_load"] / prod["usd_per_month_at_steady_load"]
+    assert prod["cpu_alternative_saving_percent"] == round(100 * saving)
+
+
+def test_without_the_gpu_constraint_the_cheapest_instance_wins(monkeypatch):
+    monkeypatch.setattr(decisions, "REQUIRE_ACCELERATOR", False)
+    prod = decisions.derive(_results())["stages"]["prod"]
+    assert cost.INSTANCES[prod["instance_type"]].accelerator is None
+
+
+def test_stages_never_choose_the_custom_batching_handler_the_project_does_not_ship():
+    for values in decisions.derive(_results())["stages"].values():
+        assert "batch" not in values["capacity_basis"] or "batch 1" in values["capacity_basis"]
+
+
+def test_prod_instance_is_the_cheapest_gpu_instance_at_steady_load():
     derived = decisions.derive(_results())
     prod = derived["stages"]["prod"]
     steady = str(decisions.DESIGN_LOAD["prod"]["steady"])
     chosen_cost = prod["usd_per_month_at_steady_load"]
-    for option in derived["cost"]["options"]:
-        if option["kind"] == "instance":
-            assert chosen_cost <= round(option["monthly"][steady]["usd_per_month"], 2)
+    gpu_options = [
+        option
+        for option in derived["cost"]["options"]
+        if option["kind"] == "instance" and option["handler"] == "default"
+        if cost.INSTANCES[option["option"].split(" ")[0]].accelerator
+    ]
+    assert gpu_options
+    for option in gpu_options:
+        assert chosen_cost <= round(option["monthly"][steady]["usd_per_month"], 2)
 
 
 def test_missing_measurements_are_reported_not_invented():

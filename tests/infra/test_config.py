@@ -113,6 +113,8 @@ BAD_VALUES = [
     ("min_instances", 0, "must be an integer from 1 to 100"),
     ("max_instances", 101, "must be an integer from 1 to 100"),
     ("target_invocations_per_instance", 0, "must be an integer from 1 to 100000"),
+    ("inference_workers", 0, "must be an integer from 1 to 64"),
+    ("inference_threads_per_worker", "1", "must be an integer from 1 to 64"),
     ("scale_in_cooldown_seconds", -1, "must be an integer from 0 to 3600"),
     ("scale_out_cooldown_seconds", 7200, "must be an integer from 0 to 3600"),
     ("serverless_memory_mb", 1000, "must be one of 1024, 2048, 3072, 4096, 5120, 6144"),
@@ -234,7 +236,7 @@ def test_unknown_key_is_rejected_so_typos_do_not_pass_silently():
         ),
         (
             "prod",
-            {"lambda_provisioned_concurrency_max": 5},
+            {"lambda_provisioned_concurrency": 5, "lambda_provisioned_concurrency_max": 5},
             "dogbreed:stages.prod.lambda_provisioned_concurrency_max: must be > "
             "lambda_provisioned_concurrency",
         ),

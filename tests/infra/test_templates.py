@@ -245,6 +245,9 @@ def test_model_uses_the_pinned_inference_dlc_with_network_isolation(stages, stag
     assert container["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == str(
         synth.config.endpoint_read_timeout_seconds
     )
+    # The worker layout the benchmark derived reaches TorchServe (via the toolkit) and torch.
+    assert container["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == str(synth.config.inference_workers)
+    assert container["Environment"]["OMP_NUM_THREADS"] == str(synth.config.inference_threads_per_worker)
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -482,25 +485,19 @@ def test_function_url_uses_iam_auth_on_the_live_alias(stages, stage):
     )  # nobody gets invoke rights from this stack
 
 
-def test_dev_has_fixed_provisioned_concurrency_without_autoscaling(dev):
-    alias = only(dev.resources("api", "AWS::Lambda::Alias"))["Properties"]
-    assert alias["ProvisionedConcurrencyConfig"] == {
-        "ProvisionedConcurrentExecutions": dev.config.lambda_provisioned_concurrency
-    }
-    assert dev.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
-
-
-def test_prod_autoscales_provisioned_concurrency(prod):
-    config = prod.config
-    alias = only(prod.resources("api", "AWS::Lambda::Alias"))["Properties"]
+@pytest.mark.parametrize("stage", STAGES)
+def test_provisioned_concurrency_autoscales_between_the_derived_bounds(stages, stage):
+    synth = stages[stage]
+    config = synth.config
+    alias = only(synth.resources("api", "AWS::Lambda::Alias"))["Properties"]
     assert alias["ProvisionedConcurrencyConfig"] == {
         "ProvisionedConcurrentExecutions": config.lambda_provisioned_concurrency
     }
-    target = only(prod.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget"))["Properties"]
+    target = only(synth.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget"))["Properties"]
     assert target["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
     assert target["MinCapacity"] == config.lambda_provisioned_concurrency
     assert target["MaxCapacity"] == config.lambda_provisioned_concurrency_max
-    prod.template("api").has_resource_properties(
+    synth.template("api").has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
             "TargetTrackingScalingPolicyConfiguration": {

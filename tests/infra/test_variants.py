@@ -226,3 +226,12 @@ def test_training_host_profile_is_scoped_to_the_bucket_prefixes(training_host):
         assert "ManagedPolicyArns" not in role["Properties"]
     assert training_host.resources("training", "AWS::IAM::Policy") == {}
     assert "TrainingHostId" in training_host.templates["training"]["Outputs"]
+
+
+def test_equal_provisioned_bounds_give_fixed_provisioned_concurrency_without_autoscaling(tmp_path):
+    fixed = synth_stage(
+        tmp_path, "dev", lambda_provisioned_concurrency=1, lambda_provisioned_concurrency_max=1
+    )
+    _, alias = only(fixed.resources("api", "AWS::Lambda::Alias"))
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 1}
+    assert fixed.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget") == {}

@@ -1,0 +1,77 @@
+"""Copy the benchmark-derived stage values (docs/benchmarks.json, "stages") into cdk.json.
+
+    python -m bench.config_sync            # list the keys where cdk.json differs; exit 1 if any
+    python -m bench.config_sync --write    # write the derived values into cdk.json, then review the diff
+
+Only :data:`bench.decisions.CONFIG_KEYS` are touched. A value every stage shares lives in
+``dogbreed:defaults``; the dev stage's derived value becomes the default, and any other stage whose
+derived value differs gets an override (an override equal to the default is removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .decisions import CONFIG_KEYS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS_KEY = "dogbreed:defaults"
+STAGES_KEY = "dogbreed:stages"
+DEFAULT_STAGE = "dev"
+
+
+def differences(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per stage and key whose effective cdk.json value is not the derived one."""
+    lines = []
+    for stage, values in derived.items():
+        effective = {**context[DEFAULTS_KEY], **context[STAGES_KEY].get(stage, {})}
+        for key in CONFIG_KEYS:
+            if effective.get(key) != values[key]:
+                lines.append(f"{stage}.{key}: cdk.json {effective.get(key)!r}, derived {values[key]!r}")
+    return lines
+
+
+def apply(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``context`` with the derived values written in (a new dict; the input is not changed)."""
+    context = json.loads(json.dumps(context))
+    defaults, stages = context[DEFAULTS_KEY], context[STAGES_KEY]
+    for key in CONFIG_KEYS:
+        if DEFAULT_STAGE in derived and key not in stages.get(DEFAULT_STAGE, {}):
+            defaults[key] = derived[DEFAULT_STAGE][key]
+        for stage, values in derived.items():
+            overrides = stages.setdefault(stage, {})
+            if values[key] == defaults[key]:
+                overrides.pop(key, None)
+            else:
+                overrides[key] = values[key]
+    return context
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.config_sync", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help="write the derived values into cdk.json")
+    parser.add_argument("--benchmarks", type=Path, default=REPO_ROOT / "docs" / "benchmarks.json")
+    parser.add_argument("--cdk-json", type=Path, default=REPO_ROOT / "cdk.json")
+    args = parser.parse_args(argv)
+    derived = json.loads(args.benchmarks.read_text())["stages"]
+    cdk_json = json.loads(args.cdk_json.read_text())
+    lines = differences(cdk_json["context"], derived)
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"{args.cdk_json.name} holds the values derived in {args.benchmarks.name}")
+        return 0
+    if not args.write:
+        return 1
+    cdk_json["context"] = apply(cdk_json["context"], derived)
+    args.cdk_json.write_text(json.dumps(cdk_json, indent=2) + "\n")
+    print(f"wrote {len(lines)} value(s) into {args.cdk_json}; review with git diff")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
