@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import LOG_RETENTION_DAYS, StageConfig
+from stacks.config import StageConfig
+from stacks.constructs.log_group import stage_log_group
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 # Only the handler's sources are deployed: no caches, tests or local tooling.
@@ -42,13 +42,7 @@ class PredictionFunction(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            retention=_retention(config.log_retention_days),
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN if config.production else RemovalPolicy.DESTROY,
-        )
+        self.log_group = stage_log_group(self, "LogGroup", config=config, key=key)
         role = iam.Role(
             self,
             "Role",
@@ -152,12 +146,6 @@ class PredictionFunction(Construct):
             Acknowledgment(id="AwsSolutions-L1", reason=RUNTIME_REASON),
             Acknowledgment(id="Serverless-LambdaLatestVersion", reason=RUNTIME_REASON),
         )
-
-
-def _retention(days: int) -> logs.RetentionDays:
-    """The RetentionDays member for a number of days that config validated against the same list."""
-    members = [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE]
-    return dict(zip(LOG_RETENTION_DAYS, members, strict=True))[days]
 
 
 class ApiStack(Stack):

@@ -221,11 +221,18 @@ class ServingStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        model = InferenceModel(self, "Model", config=config, key=key, artifacts=artifacts)
+        alarms = EndpointAlarms(self, "Alarms", config=config, key=key)
+        model = InferenceModel(
+            self,
+            "Model",
+            config=config,
+            key=key,
+            artifacts=artifacts,
+            rollback_alarms=alarms.rollback_alarms,
+        )
         endpoint_config = InferenceEndpointConfig(
             self, "Config", config=config, model=model.model, key=key, artifacts=artifacts
         ).endpoint_config
-        alarms = EndpointAlarms(self, "Alarms", config=config, key=key)
         endpoint = InferenceEndpoint(
             self, "Endpoint", config=config, endpoint_config=endpoint_config, alarms=alarms
         )

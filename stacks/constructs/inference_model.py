@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from aws_cdk import Acknowledgment, Aws, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
@@ -12,7 +13,10 @@ from constructs import Construct
 
 from stacks.config import StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
+from stacks.constructs.log_group import stage_log_group
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
+
+ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 
 
 class InferenceModel(Construct):
@@ -31,12 +35,17 @@ class InferenceModel(Construct):
         config: StageConfig,
         key: kms.IKey,
         artifacts: ArtifactBucket,
+        rollback_alarms: list[cloudwatch.IAlarm],
     ) -> None:
         super().__init__(scope, construct_id)
         image = DlcImage(
             self, "InferenceImage", repository="pytorch-inference", tag=config.inference_image_tag
         )
         self.image_uri = image.image_uri
+        # The group the endpoint's containers write to, under the name SageMaker uses.
+        self.log_group = stage_log_group(
+            self, "LogGroup", config=config, key=key, name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
+        )
         log_group_arn = (
             f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
             f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
@@ -80,14 +89,23 @@ class InferenceModel(Construct):
                 resources=[f"{log_group_arn}:log-stream:*"],
             ),
             iam.PolicyStatement(
-                sid="CreateEndpointLogGroup",
-                actions=["logs:CreateLogGroup"],
-                resources=[log_group_arn],
-            ),
-            iam.PolicyStatement(
                 sid="DescribeEndpointLogStreams",
                 actions=["logs:DescribeLogStreams"],
                 resources=[f"{log_group_arn}:*"],
+            ),
+            # Blue/green auto-rollback reads the alarms with the endpoint's execution role (SageMaker
+            # Developer Guide, "Auto-Rollback Configuration and Monitoring").
+            iam.PolicyStatement(
+                sid="ReadRollbackAlarms",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[alarm.alarm_arn for alarm in rollback_alarms],
+            ),
+            # Per-instance metrics (CPU, GPU, memory, disk) are published with the execution role too.
+            iam.PolicyStatement(
+                sid="PutEndpointInstanceMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": ENDPOINT_METRICS_NAMESPACE}},
             ),
             *image.pull_statements(),
         ]
@@ -108,7 +126,11 @@ class InferenceModel(Construct):
         policy = iam.ManagedPolicy(self, "Policy", statements=statements, roles=[self.role])
 
         acknowledgments = [
-            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=ECR_AUTH_REASON),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason=f"{ECR_AUTH_REASON} cloudwatch:PutMetricData has no resource-level permissions; the "
+                f"statement is limited to the {ENDPOINT_METRICS_NAMESPACE} namespace by condition.",
+            ),
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
                 f"log-group:/aws/sagemaker/Endpoints/{config.endpoint_name}:log-stream:*]",
@@ -155,7 +177,7 @@ class InferenceModel(Construct):
             # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.
             enable_network_isolation=not config.is_serverless,
         )
-        self.model.node.add_dependency(policy, artifact_policy)
+        self.model.node.add_dependency(policy, artifact_policy, self.log_group)
 
 
 def _short_hash(value: str) -> str:

@@ -269,6 +269,46 @@ def test_model_role_reads_only_its_artifact_and_pulls_only_its_image(stages, sta
     assert logs == f":log-group:/aws/sagemaker/Endpoints/dogbreed-{stage}:log-stream:*"
     capture = "WriteDataCapture" in statements
     assert capture is synth.config.data_capture_enabled
+    # The stack owns the log group, so the role cannot create one (unencrypted, kept forever) itself.
+    assert not [s for s in statements.values() if "logs:CreateLogGroup" in as_list(s["Action"])]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_model_role_can_read_the_rollback_alarms_and_publish_instance_metrics(stages, stage):
+    synth = stages[stage]
+    statements = statements_by_sid(synth, "serving")
+    alarm_ids = sorted(synth.resources("serving", "AWS::CloudWatch::Alarm"))
+    describe = statements["ReadRollbackAlarms"]
+    assert describe["Action"] == "cloudwatch:DescribeAlarms"
+    # Exactly the endpoint's rollback alarms, which auto-rollback reads with this role.
+    endpoint = only(synth.resources("serving", "AWS::SageMaker::Endpoint"))["Properties"]
+    rollback_names = [
+        a["AlarmName"] for a in endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    ]
+    assert sorted(r["Fn::GetAtt"][0] for r in describe["Resource"]) == sorted(
+        name["Ref"] for name in rollback_names
+    )
+    assert set(alarm_ids) >= {name["Ref"] for name in rollback_names}
+    metrics = statements["PutEndpointInstanceMetrics"]
+    assert metrics["Action"] == "cloudwatch:PutMetricData"
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_log_group_is_declared_encrypted_with_retention_before_the_model(stages, stage):
+    synth = stages[stage]
+    groups = synth.resources("serving", "AWS::Logs::LogGroup")
+    (group_id,) = [
+        logical_id
+        for logical_id, group in groups.items()
+        if group["Properties"].get("LogGroupName") == f"/aws/sagemaker/Endpoints/dogbreed-{stage}"
+    ]
+    group = groups[group_id]
+    assert group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
+    assert "KmsKeyId" in group["Properties"]
+    assert group["DeletionPolicy"] == ("Retain" if synth.config.production else "Delete")
+    (model,) = synth.resources("serving", "AWS::SageMaker::Model").values()
+    assert group_id in model["DependsOn"]
 
 
 @pytest.mark.parametrize("stage", STAGES)

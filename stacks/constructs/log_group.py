@@ -1,0 +1,31 @@
+"""A stage's log group: the configured retention, the project key, kept in production."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.config import LOG_RETENTION_DAYS, StageConfig
+
+
+def stage_log_group(
+    scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey, name: str | None = None
+) -> logs.LogGroup:
+    """Declared by the stack rather than left to the service, which would create it unencrypted and
+    without retention. ``name`` fixes the name where a service writes to a well-known group."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=name,
+        retention=retention(config.log_retention_days),
+        encryption_key=key,
+        removal_policy=RemovalPolicy.RETAIN if config.production else RemovalPolicy.DESTROY,
+    )
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The RetentionDays member for a number of days that config validated against the same list."""
+    members = [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE]
+    return dict(zip(LOG_RETENTION_DAYS, members, strict=True))[days]
