@@ -80,6 +80,7 @@ class StageConfig:
     instance_type: str
     min_instances: int
     max_instances: int
+    autoscaling_enabled: bool
     # Derived by `make bench` (docs/benchmarks.json, "stages"); tests/bench checks cdk.json against it.
     target_invocations_per_instance: int
     inference_workers: int
@@ -216,6 +217,7 @@ _CHECKS: dict[str, Check] = {
     "instance_type": _pattern(_ML_INSTANCE, "ml.g4dn.xlarge"),
     "min_instances": _int(1, 100),
     "max_instances": _int(1, 100),
+    "autoscaling_enabled": _bool,
     "target_invocations_per_instance": _int(1, 100_000),
     "inference_workers": _int(1, 64),
     "inference_threads_per_worker": _int(1, 64),

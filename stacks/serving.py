@@ -168,8 +168,9 @@ class InferenceEndpoint(Construct):
 class EndpointAutoScaling(Construct):
     """Instance count between min and max, tracking invocations per instance.
 
-    Changing only the model keeps the scalable target valid during a blue/green update; changing the
-    instance type requires deregistering it first (SageMaker "Update endpoints that use auto scaling").
+    Changing only the model keeps the scalable target valid during a blue/green update; UpdateEndpoint
+    to another instance type fails while the variant is registered (SageMaker "Update endpoints that use
+    auto scaling"), so such a change deploys once with ``autoscaling_enabled: false`` first.
     """
 
     def __init__(
@@ -238,7 +239,7 @@ class ServingStack(Stack):
         )
         self.endpoint_name = endpoint.endpoint_name
         self.endpoint_arn = endpoint.endpoint_arn
-        if not config.is_serverless:
+        if not config.is_serverless and config.autoscaling_enabled:
             EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
         EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)
 

@@ -113,6 +113,7 @@ BAD_VALUES = [
     ("min_instances", 0, "must be an integer from 1 to 100"),
     ("max_instances", 101, "must be an integer from 1 to 100"),
     ("target_invocations_per_instance", 0, "must be an integer from 1 to 100000"),
+    ("autoscaling_enabled", "yes", "must be true or false"),
     ("inference_workers", 0, "must be an integer from 1 to 64"),
     ("inference_threads_per_worker", "1", "must be an integer from 1 to 64"),
     ("scale_in_cooldown_seconds", -1, "must be an integer from 0 to 3600"),

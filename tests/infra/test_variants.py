@@ -235,3 +235,14 @@ def test_equal_provisioned_bounds_give_fixed_provisioned_concurrency_without_aut
     _, alias = only(fixed.resources("api", "AWS::Lambda::Alias"))
     assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 1}
     assert fixed.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget") == {}
+
+
+def test_autoscaling_can_be_switched_off_for_an_instance_type_change(tmp_path):
+    """SageMaker rejects UpdateEndpoint to another instance type while the variant is a scalable target:
+    one deploy without the target deregisters it, and the endpoint itself stays as it was."""
+    unscaled = synth_stage(tmp_path, "dev", autoscaling_enabled=False)
+    targets = unscaled.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert targets == {}
+    _, endpoint = only(unscaled.resources("serving", "AWS::SageMaker::Endpoint"))
+    assert endpoint["Properties"]["EndpointName"] == "dogbreed-dev"
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is True  # the running count is kept
