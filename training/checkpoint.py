@@ -1,8 +1,10 @@
 """One checkpoint file per run, written atomically by rank 0, loadable with ``weights_only=True``.
 
-Like torchvision's references it is one dict (model, optimizer, lr_scheduler, scaler, epoch, args)
-plus what an exact resume needs: the step within the epoch (a SIGTERM checkpoint is taken mid-epoch),
-every rank's RNG state, and the metric history so far. Only plain containers, numbers, strings and
+Like torchvision's references it is one dict (model, optimizer, scaler, epoch, args) plus what an
+exact resume needs: the step within the epoch (a SIGTERM checkpoint is taken mid-epoch), every rank's
+RNG state, and the metric history so far. The LR scheduler is not saved: its position is rebuilt from
+the epochs and steps done (``loop.build_scheduler``), which also holds when the resumed run has another
+number of processes and so another number of steps per epoch. Only plain containers, numbers, strings and
 tensors go in, so loading it never unpickles arbitrary objects.
 """
 

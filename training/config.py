@@ -23,6 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from torchvision import models
+
+from .model import REFERENCE_IMAGE_SIZE, image_size_error
+
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 # Channel names that launch.py gives the training job; SM_CHANNEL_DATA holds train/ valid/ test/.
 DATA_CHANNEL = "data"
@@ -287,6 +291,17 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     return _validate(args, environ)
 
 
+def _check_model(arch: str, image_size: int) -> None:
+    """The arch exists and takes ``image_size`` px input: ViTs take only 224 (MaxViT 221-224), and a
+    deep CNN pools a small image down to nothing, which would otherwise surface on the first batch."""
+    if arch not in models.list_models(module=models):
+        raise ConfigError(f"--arch must be a torchvision classification model name, got {arch!r}")
+    reason = image_size_error(arch, image_size)
+    if reason is not None:
+        works = f"{REFERENCE_IMAGE_SIZE} does"
+        raise ConfigError(f"--image-size {image_size} does not work with --arch {arch} ({works}): {reason}")
+
+
 def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainConfig:
     def require(ok: bool, message: str) -> None:
         if not ok:
@@ -301,6 +316,7 @@ def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainConf
     require(args.batch_size >= 1, "--batch-size must be at least 1")
     require(args.lr > 0, "--lr must be positive")
     require(16 <= args.image_size <= 1024, "--image-size must be between 16 and 1024")
+    _check_model(args.arch, args.image_size)
     require(0 < args.min_crop_scale <= 1, "--min-crop-scale must be in (0, 1]")
     require(0 <= args.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
     require(args.workers >= 0 and args.threads >= 0, "--workers and --threads must be >= 0")

@@ -6,12 +6,14 @@ validation accuracy is the accuracy the endpoint will have on the same images.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageFile
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision import datasets, transforms
 
@@ -21,6 +23,7 @@ from .config import TrainConfig
 from .distributed import DistContext
 
 _FOLDER = re.compile(r"^\d+\.(?P<name>.+)$")
+log = logging.getLogger(__name__)
 
 
 def class_name_from_folder(folder: str) -> str:
@@ -35,6 +38,34 @@ def class_name_from_folder(folder: str) -> str:
     if not name:
         raise ValueError(f"class folder {folder!r} has no name")
     return name
+
+
+def load_training_image(path: str) -> Image.Image:
+    """torchvision's ImageFolder loader (RGB), except that a truncated file decodes instead of failing.
+
+    dogImages has one truncated JPEG (``train/098.Leonberger/Leonberger_06571.jpg``), and Pillow's
+    default "image file is truncated" ended every full-dataset run in its first epoch. Losing the bottom
+    rows of one photo costs nothing; losing the run costs everything.
+
+    The tolerance is ``ImageFile.LOAD_TRUNCATED_IMAGES``, a process-wide switch that Pillow reads while
+    decoding. It is on only around the retry of a file that failed strictly, and off again after: set at
+    import, it would also reach :func:`inference.preprocessing.decode_image` in any process that imports
+    this module (the test suite, the demo), and the endpoint must keep answering 400 to truncated
+    uploads. The loader runs wherever the DataLoader loads (its worker processes, or the main process
+    with ``--workers 0``); neither decodes endpoint requests on another thread meanwhile.
+    """
+    try:
+        return datasets.folder.pil_loader(path)
+    except OSError as exc:
+        strict_error = exc
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        image = datasets.folder.pil_loader(path)  # a missing or unreadable file still raises here
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    log.warning("%s: %s; training on the part that decodes", path, strict_error)
+    return image
 
 
 def train_transform(image_size: int, min_crop_scale: float) -> transforms.Compose:
@@ -184,9 +215,14 @@ class Data:
 def load_data(cfg: TrainConfig, ctx: DistContext) -> Data:
     root = Path(cfg.data_dir)
     evaluation = eval_transform(cfg.image_size, resize_size_for(cfg.image_size), IMAGENET_MEAN, IMAGENET_STD)
-    train_base = datasets.ImageFolder(root / "train")
-    valid = datasets.ImageFolder(root / "valid", transform=evaluation)
-    test = datasets.ImageFolder(root / "test", transform=evaluation) if (root / "test").is_dir() else None
+    # Every split decodes leniently: one damaged file must not end a run, in validation neither.
+    train_base = datasets.ImageFolder(root / "train", loader=load_training_image)
+    valid = datasets.ImageFolder(root / "valid", transform=evaluation, loader=load_training_image)
+    test = (
+        datasets.ImageFolder(root / "test", transform=evaluation, loader=load_training_image)
+        if (root / "test").is_dir()
+        else None
+    )
     for split in (valid, test):
         if split is not None and split.classes != train_base.classes:
             raise ValueError(f"{split.root} has different class folders than {train_base.root}")

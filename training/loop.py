@@ -16,13 +16,21 @@ from .config import TrainConfig
 from .distributed import DistContext
 from .metrics import Accumulator
 
+# Steps between two polls of the SIGTERM flag. Agreeing on it is an all-reduce whose result the host
+# reads, which waits for the GPU to finish the step and leaves it idle while Python queues the next
+# one. Every 8th step makes that cost an eighth; 8 steps plus a checkpoint still fit the grace period
+# after SIGTERM (see Preemption).
+STOP_POLL_STEPS = 8
+
 
 class Preemption:
     """Turns SIGTERM (spot interruption, StopTrainingJob, torchrun shutting down) into a flag.
 
-    The loop polls it between steps; all ranks agree through one all-reduce, save a checkpoint at the
-    same step and exit. SageMaker gives 120 s after SIGTERM for spot (torchrun's agent 30 s before it
-    sends SIGKILL), far more than one step plus a checkpoint.
+    The loop polls it every :data:`STOP_POLL_STEPS` steps; all ranks agree through one all-reduce,
+    save a checkpoint at the same step and exit. torchrun's agent allows 30 s after SIGTERM before it
+    sends SIGKILL, more than a few steps plus a checkpoint. In SageMaker's training containers the
+    signal does not get this far (PID 1 is a shell that does not pass it on): there the per-epoch
+    checkpoint is the bound on lost work.
     """
 
     def __init__(self) -> None:
@@ -48,9 +56,18 @@ def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if cfg.amp_dtype == "fp16":
         return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    # including_emulation=False: by default the check also says yes where bf16 merely runs, emulated
+    # and slow, on a GPU without bf16 units (T4 in g4dn, compute capability 7.5).
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.float16
     return torch.bfloat16
+
+
+def grad_scaler_for(amp_dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    if amp_dtype == torch.float16 and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -63,8 +80,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Per-step linear warm-up, then cosine decay to zero: a pure function of the step, so it resumes."""
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, steps_done: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step linear warm-up, then cosine decay to zero, positioned after ``steps_done`` steps.
+
+    The factor is a function of the fraction of training done (step / (epochs x steps_per_epoch)), and a
+    resumed run builds the scheduler at its own position (epochs done x its steps per epoch + steps done)
+    rather than loading a saved step count: a run resumed with twice or half the processes has half or
+    twice the steps per epoch, and a saved count would put it at another point of the curve. On resume
+    ``optimizer`` must already hold its loaded state (which carries each group's ``initial_lr``).
+    """
     total = cfg.epochs * steps_per_epoch
     warmup = cfg.lr_warmup_epochs * steps_per_epoch
 
@@ -73,7 +99,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
             return (step + 1) / warmup
         return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    # LambdaLR takes the position as the index of the last step done (-1: none); it sets the lr to
+    # factor(steps_done) right away.
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=steps_done - 1)
 
 
 def wrap(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
@@ -104,15 +132,19 @@ def train_one_epoch(
     """Train over ``loader``; returns (steps, images) done, fewer steps than its length if preempted."""
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     steps = images_done = 0
+    last = len(loader) - 1
     for images, targets in loader:
-        if distributed.any_rank(ctx, preemption.requested):
+        # Every rank polls at the same steps (they all have len(loader) steps), so the collective
+        # lines up. Also before the last step: stopping there saves the checkpoint at once, where
+        # finishing the epoch would first run the whole validation pass inside the grace period.
+        if (steps % STOP_POLL_STEPS == 0 or steps == last) and distributed.any_rank(
+            ctx, preemption.requested
+        ):
             return steps, images_done
         images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(images)
-            if isinstance(logits, tuple):  # Inception/GoogLeNet return (logits, aux logits) in training
-                logits = logits[0]
             loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:

@@ -4,11 +4,14 @@ The model is built by :func:`inference.architecture.build_model` (the endpoint's
 dataset's number of classes, and the pretrained weights are copied in for every parameter except the
 classification head. So the trained ``state_dict`` has exactly the names and shapes the endpoint
 expects, for any torchvision classifier (ResNets' ``fc``, EfficientNets' ``classifier.1``, ViTs'
-``heads.head``, Inception's auxiliary head as well) without a per-architecture table.
+``heads.head``) without a per-architecture table. The one exception is the auxiliary heads of
+GoogLeNet and Inception v3 (``inference.architecture.AUX_HEADS``): their ImageNet weights have them, the
+model does not, and they are left out.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -17,22 +20,68 @@ import torch
 from torch import nn
 from torchvision import models
 
-from inference.architecture import build_model
+from inference.architecture import AUX_HEADS, build_model
 
 log = logging.getLogger(__name__)
 
+# The size every torchvision classifier is built for (ViTs take nothing else, MaxViT 221-224 only).
+REFERENCE_IMAGE_SIZE = 224
 
+
+def _build_on_meta(arch: str, num_classes: int) -> nn.Module:
+    """The model with shapes but no storage or initialisation cost; raises for the RegNets, whose
+    builders compute stage widths with tensors and ``.tolist()``, which meta tensors cannot do."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # googlenet/inception_v3's note on their init
+        return build_model(arch, num_classes)
+
+
+@functools.cache
 def head_parameter_names(arch: str) -> frozenset[str]:
     """Names of the state_dict entries whose shape depends on the number of classes.
 
-    Found by building the model twice on the meta device (no memory, no initialisation cost) with
-    different class counts and comparing shapes.
+    Found by building the model twice with different class counts and comparing shapes: on the meta
+    device, or where that fails (RegNets) on the CPU, which for the largest costs seconds and a few GB
+    once. Cached: the frozen warm-up asks every epoch.
     """
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # inception_v3's note about its init default
-        a = build_model(arch, 2).state_dict()
-        b = build_model(arch, 3).state_dict()
-    return frozenset(name for name, tensor in a.items() if tensor.shape != b[name].shape)
+
+    def shapes(model: nn.Module) -> dict[str, torch.Size]:
+        return {name: tensor.shape for name, tensor in model.state_dict().items()}
+
+    try:
+        a, b = (shapes(_build_on_meta(arch, n)) for n in (2, 3))
+    except (NotImplementedError, RuntimeError) as exc:
+        log.info("%s does not build on the meta device (%s); comparing two CPU builds", arch, exc)
+        with torch.device("cpu"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            a, b = (shapes(build_model(arch, n)) for n in (2, 3))  # one at a time in memory
+    return frozenset(name for name, shape in a.items() if shape != b[name])
+
+
+def image_size_error(arch: str, image_size: int) -> str | None:
+    """Why ``arch`` cannot take ``image_size`` px images, or None when it can or this cannot tell.
+
+    A forward pass on the meta device (shapes only, well under a second): ViTs and MaxViT accept only
+    (about) the size they were built for, and deep CNNs pool small images down to nothing; either would
+    otherwise fail on the first batch. Not told: the RegNets (they do not build on meta) and any model
+    whose meta forward fails at the reference size too (an operator without a meta kernel).
+    """
+    try:
+        model = _build_on_meta(arch, 2).eval()
+        _meta_forward(model, REFERENCE_IMAGE_SIZE)
+    except Exception:  # best effort: where this cannot tell, the first batch still will
+        return None
+    try:
+        _meta_forward(model, image_size)
+    except Exception as exc:  # whatever fails at this size alone is the answer
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return reason if len(reason) <= 160 else reason[:157] + "..."
+    return None
+
+
+def _meta_forward(model: nn.Module, image_size: int) -> None:
+    with torch.device("meta"), torch.no_grad():
+        model(torch.empty(1, 3, image_size, image_size))
 
 
 def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor] | None:
@@ -68,7 +117,8 @@ def create_model(arch: str, num_classes: int, weights: str) -> nn.Module:
         return model
     head = head_parameter_names(arch)
     target = model.state_dict()
-    backbone = {k: v for k, v in pretrained.items() if k not in head}
+    aux = tuple(f"{module}." for module in AUX_HEADS.get(arch, ()))
+    backbone = {k: v for k, v in pretrained.items() if k not in head and not k.startswith(aux)}
     missing = sorted(set(target) - head - set(backbone))
     unexpected = sorted(set(backbone) - set(target))
     mismatched = sorted(k for k in backbone if k in target and backbone[k].shape != target[k].shape)

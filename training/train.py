@@ -35,6 +35,7 @@ from .loop import (
     build_optimizer,
     build_scheduler,
     evaluate,
+    grad_scaler_for,
     train_one_epoch,
     wrap,
 )
@@ -145,14 +146,11 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    # Optimizer, schedule, mixed precision
+    # Optimizer, mixed precision (the schedule comes after resuming: it starts where the run stands)
     steps_per_epoch = len(train_loader)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     amp_dtype = amp_dtype_for(cfg, ctx.device)
-    scaler = (
-        torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and ctx.device.type == "cuda" else None
-    )
+    scaler = grad_scaler_for(amp_dtype, ctx.device)
     log.info("mixed precision: %s%s", amp_dtype or "off (fp32)", " with GradScaler" if scaler else "")
 
     # Resume
@@ -163,7 +161,6 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
         check_resumable(state["args"], cfg, "the checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["lr_scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, start_step, history = state["epoch"], state["step"], list(state["history"])
@@ -174,6 +171,9 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
             raise ConfigError("a mid-epoch checkpoint resumes only with the same number of processes")
         log.info("resumed at epoch %d step %d of %d", start_epoch + 1, start_step, steps_per_epoch)
         state = None
+    # From the position in this run's steps, not a saved step count: an epoch-boundary checkpoint may
+    # come from a run with another number of processes, i.e. another number of steps per epoch.
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch, start_epoch * steps_per_epoch + start_step)
 
     def checkpoint(epoch: int, step: int, meter: Accumulator | None) -> None:
         if cfg.checkpoint_dir is None:
@@ -186,7 +186,6 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "lr_scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else {},
                     "epoch": epoch,
                     "step": step,

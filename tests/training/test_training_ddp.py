@@ -172,6 +172,19 @@ def test_only_rank_0_writes_files(dataset, tmp_path):
     assert rank1_files == []
 
 
+def test_googlenet_and_inception_train_under_ddp_and_load_into_the_endpoint_builder(tmp_path):
+    """With their auxiliary heads, DDP failed at step 2 ("Expected to have finished reduction in the
+    prior iteration"): the loop used only the main logits, so the aux heads never got gradients."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+           WORKER, "aux-archs", str(tmp_path)]  # fmt: skip
+    proc = run_command(cmd)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for arch in ("googlenet", "inception_v3"):
+        assert json.loads((tmp_path / f"{arch}.json").read_text()) == {"steps": 2}
+        state = torch.load(tmp_path / f"{arch}.pt", map_location="cpu", weights_only=True)
+        build_model(arch, 3).load_state_dict(state, strict=True)  # what the endpoint's model_fn does
+
+
 def test_accuracy_is_a_true_fraction_over_all_samples_of_all_ranks(collectives):
     """Uneven shards (6 + 5 samples) and short last batches (2 and 1): 5 of 11 correct is 5/11."""
     results = [r["evaluate"] for r in collectives]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision import models
 
-from inference.architecture import build_model
+from inference.architecture import AUX_HEADS, build_model
 from training import synthetic
 from training.artifact import export_state_dict
 from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -125,12 +125,51 @@ def test_persistent_loader_workers_augment_every_epoch_anew(dataset, tmp_path):
         ("resnet50", {"fc.weight", "fc.bias"}),
         ("mobilenet_v3_small", {"classifier.3.weight", "classifier.3.bias"}),
         ("vit_b_16", {"heads.head.weight", "heads.head.bias"}),
-        ("inception_v3", {"fc.weight", "fc.bias", "AuxLogits.fc.weight", "AuxLogits.fc.bias"}),
+        ("inception_v3", {"fc.weight", "fc.bias"}),  # built without the auxiliary head
+        ("googlenet", {"fc.weight", "fc.bias"}),
         ("squeezenet1_1", {"classifier.1.weight", "classifier.1.bias"}),
+        ("regnet_y_400mf", {"fc.weight", "fc.bias"}),  # does not build on the meta device
     ],
 )
 def test_head_is_found_for_any_torchvision_classifier(arch, head):
     assert head_parameter_names(arch) == head
+
+
+def test_a_regnet_s_backbone_is_frozen_and_unfrozen(monkeypatch):
+    """RegNets' builders compute with tensors, which fails on the meta device: unfreezing at the end of
+    the warm-up ended every RegNet run. Asked every epoch, the head is found once."""
+    model = build_model("regnet_y_400mf", 5)
+    set_backbone_frozen(model, "regnet_y_400mf", True)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}
+    model.train()
+    monkeypatch.setattr("training.model.build_model", None)  # cached: nothing is built again
+    set_frozen_norm_eval(model, "regnet_y_400mf", True)
+    assert not model.stem[1].training and model.training
+    set_backbone_frozen(model, "regnet_y_400mf", False)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize(("arch", "size"), [("googlenet", 64), ("inception_v3", 80)])
+def test_googlenet_and_inception_train_without_auxiliary_outputs(arch, size):
+    """In training mode they would return (logits, aux...); the loop trains on the logits, and DDP then
+    stops at step 2 on the aux heads' parameters that got no gradient. They are built without them."""
+    model = build_model(arch, 3).train()
+    assert not any(name.startswith(AUX_HEADS[arch]) for name in model.state_dict())
+    assert isinstance(model(torch.randn(2, 3, size, size)), torch.Tensor)
+
+
+def test_imagenet_weights_of_googlenet_fill_the_backbone_without_the_auxiliary_heads(tmp_path):
+    """torchvision's ImageNet checkpoints for GoogLeNet and Inception v3 have the aux heads' weights."""
+    torch.manual_seed(0)
+    imagenet = models.googlenet(weights=None, aux_logits=True, init_weights=True).state_dict()
+    assert any(name.startswith("aux1.") for name in imagenet)
+    path = tmp_path / "googlenet-imagenet.pth"
+    torch.save(imagenet, path)
+    model = create_model("googlenet", 7, str(path))
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(tensor, imagenet[name]), name
+    build_model("googlenet", 7).load_state_dict(model.state_dict())  # strict, as the endpoint loads
 
 
 def test_local_imagenet_weights_fill_the_backbone_and_a_new_head_is_made(tmp_path):
@@ -243,3 +282,51 @@ def test_exported_weights_have_no_compile_or_ddp_prefixes():
     channels_last = build_model("resnet18", 3).to(memory_format=torch.channels_last)
     assert all(t.is_contiguous() for t in export_state_dict(channels_last).values())
     assert strip_prefixes({"module._orig_mod.fc.bias": torch.zeros(1)}).keys() == {"fc.bias"}
+
+
+def _write_truncated_image_folder(root):
+    """train/ and valid/ with one class of two JPEGs; train's second file cut off halfway, as
+    dogImages' train/098.Leonberger/Leonberger_06571.jpg is."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid"):
+        folder = root / split / "001.Leonberger"
+        folder.mkdir(parents=True)
+        for name in ("a.jpg", "b.jpg"):
+            pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name, quality=90)
+    truncated = root / "train" / "001.Leonberger" / "b.jpg"
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    return truncated
+
+
+def test_a_truncated_training_jpeg_is_trained_on_instead_of_killing_the_run(tmp_path):
+    """Pillow refuses truncated files by default; one such file in the real dataset ended every
+    full-dataset run in epoch 1. Training decodes what is there (the decoder fills in the rest), in the
+    main process (--workers 0) and in DataLoader worker processes alike."""
+    truncated = _write_truncated_image_folder(tmp_path / "data")
+    with pytest.raises(OSError, match="truncated"):  # the premise: Pillow's default refuses it
+        Image.open(truncated).load()
+    for workers in ("0", "1"):
+        argv = ["--data-dir", str(tmp_path / "data"), "--model-dir", str(tmp_path / "m"), "--arch",
+                "resnet18", "--image-size", "32", "--batch-size", "2", "--workers", workers]  # fmt: skip
+        cfg = parse_config(argv, environ={})
+        data = load_data(cfg, DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+        data.train_sampler.set_epoch(0)
+        images, targets = next(iter(data.train_loader(cfg)))
+        assert images.shape == (2, 3, 32, 32) and targets.tolist() == [0, 0]
+
+
+def test_training_s_tolerance_of_truncated_files_does_not_reach_the_endpoint_s_decoder(tmp_path):
+    """Pillow's switch for truncated files is process-wide; the endpoint must keep rejecting them (a
+    400), also in a process that has loaded training data (the test suite, the demo)."""
+    from PIL import ImageFile
+
+    from inference.preprocessing import ImageDecodeError, decode_image
+    from training.data import load_training_image
+
+    truncated = _write_truncated_image_folder(tmp_path / "data")
+    assert load_training_image(str(truncated)).size == (64, 64)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    with pytest.raises(ImageDecodeError, match="damaged or truncated"):
+        decode_image(truncated.read_bytes())
