@@ -136,7 +136,7 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     global _serving
     config = ModelConfig.load(model_dir)
     weights_path = Path(model_dir) / WEIGHTS_FILENAME
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = serving_device(context)
     # fp16 halves memory traffic on a GPU at no accuracy cost for a classifier; CPUs gain nothing.
     dtype = torch.float16 if device.type == "cuda" else torch.float32
 
@@ -160,6 +160,21 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
     _serving = loaded
     logger.info("loaded %s (%d classes) on %s as %s", config.arch, config.num_classes, device, dtype)
     return loaded
+
+
+def serving_device(context: Any = None) -> torch.device:
+    """The device this worker serves on: the GPU TorchServe assigned to it, else any GPU, else the CPU.
+
+    TorchServe starts workers round-robin over the GPUs and says which in ``gpu_id``; a plain
+    ``cuda`` would put every worker of a multi-GPU instance on GPU 0 and leave the others idle.
+    """
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    properties = getattr(context, "system_properties", None) or {}
+    gpu_id = properties.get("gpu_id")
+    if gpu_id is None or str(gpu_id) == "":
+        return torch.device("cuda")
+    return torch.device(f"cuda:{int(gpu_id)}")
 
 
 def input_fn(input_data: bytes | bytearray, content_type: str | None, context: Any = None) -> ImageRequest:
@@ -213,13 +228,24 @@ def predict_fn(request: ImageRequest, model: LoadedModel, context: Any = None) -
 
 def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -> tuple[str, str]:
     """``{"predictions": [{"breed", "index", "probability"}, ...], "model": {...}}`` as JSON."""
-    media_type = (accept or RESPONSE_CONTENT_TYPE).split(";", 1)[0].strip().lower()
-    if media_type not in (RESPONSE_CONTENT_TYPE, "*/*", "application/*"):
+    if not accepts_json(accept):
         raise RequestError(
             406, "not_acceptable", f"the response is {RESPONSE_CONTENT_TYPE}, not {accept[:100]!r}"
         )
     body = {"predictions": prediction.predictions, "model": prediction.model}
     return json.dumps(body), RESPONSE_CONTENT_TYPE
+
+
+def accepts_json(accept: str | None) -> bool:
+    """Whether an Accept header admits JSON: any one of its comma-separated media ranges may.
+
+    Browsers and HTTP libraries send lists such as ``application/json, text/plain, */*``. JSON is
+    the only representation there is, so parameters (q-values included) have nothing to rank.
+    """
+    if not accept or not accept.strip():
+        return True
+    ranges = (media_range.split(";", 1)[0].strip().lower() for media_range in accept.split(","))
+    return any(media_type in (RESPONSE_CONTENT_TYPE, "application/*", "*/*") for media_type in ranges)
 
 
 def parse_top_k(custom_attributes: str | None) -> int:
@@ -230,7 +256,9 @@ def parse_top_k(custom_attributes: str | None) -> int:
     if match is None:
         return DEFAULT_TOP_K
     value = match.group(1).strip()
-    if not value.isdigit() or not 1 <= int(value) <= 10_000:
+    # isdigit() alone accepts "²" or "٣", which int() then rejects or reads as a number the
+    # caller did not write; only ASCII digits are a top_k.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 10_000:
         raise RequestError(400, "invalid_top_k", f"top_k must be a positive integer, got {value[:20]!r}")
     return int(value)
 

@@ -23,6 +23,14 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Pillow reports a JPEG with a Multi-Picture (MPF) segment, which many phone cameras write, as
 # "MPO"; its first frame is an ordinary baseline JPEG, so it is accepted as one.
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+# Encoders write at most ~10 scans (libjpeg's progressive script has 10, mozjpeg's fewer), yet every
+# scan costs a full pass over the image's coefficients: a few hundred KB repeating one scan thousands
+# of times holds a worker for seconds. libjpeg-turbo's own guidance for untrusted input is a scan
+# limit; Pillow exposes none, so start-of-scan markers are counted before decoding. 0xFF in
+# entropy-coded data is always stuffed (FF 00), so FF DA only appears as a marker or inside a
+# metadata segment, where a rare stray one costs nothing against this margin.
+MAX_JPEG_SCANS = 100
+_JPEG_START_OF_SCAN = b"\xff\xda"
 
 
 class ImageDecodeError(ValueError):
@@ -91,6 +99,10 @@ def decode_image(
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels")
+    if image.format in ("JPEG", "MPO") and data.count(_JPEG_START_OF_SCAN) > MAX_JPEG_SCANS:
+        raise ImageDecodeError(
+            f"the JPEG has more than {MAX_JPEG_SCANS} scans; re-encode it as a normal JPEG"
+        )
     if min_side and image.format in ("JPEG", "MPO"):
         image.draft("RGB", (min_side, min_side))
     try:

@@ -129,3 +129,16 @@ def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def progressive_jpeg(width: int = 96, height: int = 64) -> bytes:
+    return encode(scene(width, height), "JPEG", quality=90, progressive=True)
+
+
+def jpeg_scan_bomb(scans: int = 5000, size: int = 512) -> bytes:
+    """A progressive JPEG whose last scan is repeated thousands of times: a few hundred KB that
+    cost libjpeg a full pass over every coefficient per scan (the "progressive scan" DoS)."""
+    data = progressive_jpeg(size, size)
+    last_scan = data.rindex(b"\xff\xda")
+    scan = data[last_scan:-2]  # SOS header + entropy-coded data, up to the EOI marker
+    return data[:last_scan] + scan * scans + b"\xff\xd9"

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from inference import inference as handlers
-from inference.preprocessing import decode_image
+from inference.preprocessing import MAX_JPEG_SCANS, ImageDecodeError, decode_image
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ FORMATS = {
     "jpeg-mpo": (images.jpeg_mpo, "image/jpeg"),
     "jpeg-grayscale": (images.jpeg_grayscale, "image/jpeg"),
     "jpeg-exif-rotated": (lambda: images.jpeg_exif_rotated(images.scene()), "image/jpeg"),
+    "jpeg-progressive": (images.progressive_jpeg, "image/jpeg"),
     "webp": (images.webp, "image/webp"),
     "webp-alpha": (images.webp_lossless_alpha, "image/webp"),
     "tiny-1x1": (images.tiny_png, "image/png"),
@@ -102,10 +103,22 @@ def test_probabilities_match_a_direct_forward_pass(model, artifact_dir):
         (images.bmp, "application/x-image", 415, "unsupported_image_format"),
         (images.png_bomb, "image/png", 413, "image_too_large"),
         (lambda: images.png_bomb(7000, 7000), "image/png", 413, "image_too_large"),
+        (lambda: images.jpeg_scan_bomb(scans=500, size=128), "image/jpeg", 400, "invalid_image"),
         (images.jpeg, "text/csv", 415, "unsupported_media_type"),
         (images.jpeg, None, 415, "unsupported_media_type"),
     ],
-    ids=["not-an-image", "truncated", "empty", "gif", "bmp", "bomb-2.5Gpx", "bomb-49Mpx", "csv", "no-type"],
+    ids=[
+        "not-an-image",
+        "truncated",
+        "empty",
+        "gif",
+        "bmp",
+        "bomb-2.5Gpx",
+        "bomb-49Mpx",
+        "scan-bomb",
+        "csv",
+        "no-type",
+    ],
 )
 def test_bad_input_is_a_client_error_with_a_message(model, make, content_type, status, code):
     with pytest.raises(handlers.RequestError) as raised:
@@ -166,7 +179,7 @@ def test_top_k_comes_from_the_custom_attributes_header(model, attributes, expect
     assert len(body["predictions"]) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "", "1.5", "\u00b2", "\u0663"])
 def test_a_bad_top_k_attribute_is_a_400(model, value):
     with pytest.raises(handlers.RequestError) as raised:
         handlers.input_fn(
@@ -190,11 +203,63 @@ def test_handlers_accept_the_toolkit_context_argument_and_work_without_it(model)
     )
 
 
-def test_unacceptable_accept_is_a_client_error(model):
+@pytest.mark.parametrize("accept", ["text/csv", "text/csv, image/png", "application/jsonx", "text/*"])
+def test_unacceptable_accept_is_a_client_error(model, accept):
     prediction = handlers.predict_fn(handlers.input_fn(images.jpeg(), "image/jpeg"), model)
     with pytest.raises(handlers.RequestError) as raised:
-        handlers.output_fn(prediction, "text/csv")
+        handlers.output_fn(prediction, accept)
     assert raised.value.status_code == 406
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "",
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/json, text/plain, */*",  # what axios and many browsers send
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "text/csv, application/*",
+    ],
+)
+def test_an_accept_list_that_admits_json_gets_json(model, accept):
+    prediction = handlers.predict_fn(handlers.input_fn(images.jpeg(), "image/jpeg"), model)
+    body, content_type = handlers.output_fn(prediction, accept)
+    assert content_type == "application/json" and json.loads(body)["predictions"]
+
+
+def test_a_jpeg_with_more_scans_than_any_encoder_writes_is_refused_before_decoding():
+    normal_scans = images.progressive_jpeg().count(b"\xff\xda")
+    at_limit = images.jpeg_scan_bomb(scans=MAX_JPEG_SCANS - normal_scans + 1, size=64)
+    over_limit = images.jpeg_scan_bomb(scans=MAX_JPEG_SCANS - normal_scans + 2, size=64)
+    assert at_limit.count(b"\xff\xda") == MAX_JPEG_SCANS
+
+    assert decode_image(at_limit).size == (64, 64)
+    with pytest.raises(ImageDecodeError, match=f"more than {MAX_JPEG_SCANS} scans"):
+        decode_image(over_limit)
+
+
+class _Context:
+    """The part of TorchServe's context that model_fn reads."""
+
+    def __init__(self, gpu_id):
+        self.system_properties = {"model_dir": "/opt/ml/model", "gpu_id": gpu_id}
+
+
+@pytest.mark.parametrize(
+    ("cuda", "context", "expected"),
+    [
+        (False, _Context(1), "cpu"),
+        (True, _Context(1), "cuda:1"),  # the second of a multi-GPU instance's workers
+        (True, _Context("0"), "cuda:0"),
+        (True, _Context(None), "cuda"),
+        (True, None, "cuda"),
+    ],
+)
+def test_each_worker_serves_on_the_gpu_torchserve_assigned_it(monkeypatch, cuda, context, expected):
+    monkeypatch.setattr(handlers.torch.cuda, "is_available", lambda: cuda)
+    assert handlers.serving_device(context) == handlers.torch.device(expected)
 
 
 def test_concurrent_predictions_equal_sequential_ones(model):
