@@ -29,8 +29,11 @@ SAGEMAKER_INVOKE_LIMIT_SECONDS = 60
 MAX_IMAGE_BYTES_LIMIT = 4_000_000
 # Seconds added to the worst-case endpoint wait for the handler's own work (decode, validate, respond).
 LAMBDA_TIMEOUT_MARGIN_SECONDS = 3
-# botocore "standard" retry mode sleeps at most min(2 ** attempt, 20) s before each retry.
+# botocore "standard" retry mode (botocore.retries.standard.ExponentialBackoff) sleeps up to
+# min(2 ** (n - 1), 20) s before retry n (1 s base for throttling, 50 ms otherwise), and an
+# x-amz-retry-after header may stretch one sleep by up to 5 s more.
 BOTOCORE_MAX_BACKOFF_SECONDS = 20
+BOTOCORE_RETRY_AFTER_EXTRA_SECONDS = 5
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 # fmt: off
@@ -143,12 +146,15 @@ class StageConfig:
         """Worst case of the handler's endpoint call, plus a margin.
 
         Each of ``endpoint_max_attempts`` attempts may wait ``connect + read`` seconds, and botocore's
-        standard mode sleeps up to min(2 ** n, 20) s before retry n; the Lambda must outlive all of it,
-        or the caller gets a Lambda timeout instead of the handler's 504.
+        standard mode sleeps up to min(2 ** (n - 1), 20) + 5 s before retry n; the Lambda must outlive
+        all of it, or the caller gets a Lambda timeout instead of the handler's 504.
         """
         attempts = self.endpoint_max_attempts
         per_attempt = self.endpoint_connect_timeout_seconds + self.endpoint_read_timeout_seconds
-        backoff = sum(min(2**n, BOTOCORE_MAX_BACKOFF_SECONDS) for n in range(1, attempts))
+        backoff = sum(
+            min(2 ** (n - 1), BOTOCORE_MAX_BACKOFF_SECONDS) + BOTOCORE_RETRY_AFTER_EXTRA_SECONDS
+            for n in range(1, attempts)
+        )
         return math.ceil(attempts * per_attempt + backoff + LAMBDA_TIMEOUT_MARGIN_SECONDS)
 
 

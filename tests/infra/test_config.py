@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 
 from stacks.config import (
     CONFIG_KEYS,
@@ -257,16 +259,27 @@ def test_lambda_outlives_every_endpoint_attempt(stage):
     assert config.endpoint_read_timeout_seconds <= SAGEMAKER_INVOKE_LIMIT_SECONDS
 
 
-def test_lambda_timeout_formula():
-    # 3 x (2 + 10) + backoff min(2,20) + min(4,20) + margin 3
-    config = load(
-        endpoint_connect_timeout_seconds=2, endpoint_read_timeout_seconds=10, endpoint_max_attempts=3
+def _botocore_worst_sleeps(attempts: int) -> float:
+    """botocore's own standard-mode backoff at its longest: full jitter draw, throttling base, and an
+    x-amz-retry-after header asking for far more than it allows."""
+    backoff = ExponentialBackoff(
+        random=lambda: 1.0,
+        throttling_detector=SimpleNamespace(is_throttling_error_from_context=lambda context: True),
     )
-    assert config.lambda_timeout_seconds == 36 + 6 + 3
-    config = load(
-        endpoint_connect_timeout_seconds=1, endpoint_read_timeout_seconds=60, endpoint_max_attempts=1
+    response = SimpleNamespace(headers={"x-amz-retry-after": "3600000"})
+    return sum(
+        backoff.delay_amount(SimpleNamespace(attempt_number=n, http_response=response))
+        for n in range(1, attempts)
     )
-    assert config.lambda_timeout_seconds == 61 + 0 + 3
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 4, 5])
+def test_lambda_timeout_covers_botocores_longest_backoff(attempts):
+    config = load(
+        endpoint_connect_timeout_seconds=2, endpoint_read_timeout_seconds=10, endpoint_max_attempts=attempts
+    )
+    worst = attempts * 12 + _botocore_worst_sleeps(attempts)
+    assert worst < config.lambda_timeout_seconds <= worst + 4  # covered, and not padded beyond the margin
 
 
 def test_local_nvme_instances_are_recognised():
