@@ -32,6 +32,13 @@ def differences(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> 
         for key in CONFIG_KEYS:
             if effective.get(key) != values[key]:
                 lines.append(f"{stage}.{key}: cdk.json {effective.get(key)!r}, derived {values[key]!r}")
+        # The image tag is a version, not derived, but its build must match the instance's kind.
+        kind, tag = values.get("inference_image_kind"), effective.get("inference_image_tag", "")
+        if kind and f"-{kind}-" not in tag:
+            lines.append(
+                f"{stage}.inference_image_tag: cdk.json {tag!r} is not a -{kind}- image, which "
+                f"{values['instance_type']} needs (set it by hand)"
+            )
     return lines
 
 
@@ -69,8 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     cdk_json["context"] = apply(cdk_json["context"], derived)
     args.cdk_json.write_text(json.dumps(cdk_json, indent=2) + "\n")
-    print(f"wrote {len(lines)} value(s) into {args.cdk_json}; review with git diff")
-    return 0
+    left = differences(cdk_json["context"], derived)
+    print(f"wrote {len(lines) - len(left)} value(s) into {args.cdk_json}; review with git diff")
+    for line in left:
+        print(f"not written: {line}")
+    return 1 if left else 0
 
 
 if __name__ == "__main__":

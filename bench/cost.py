@@ -91,7 +91,8 @@ def invocations_per_instance_target(max_rps_per_instance: float, safety_factor: 
         raise ValueError("max_rps_per_instance must be positive")
     if not 0 < safety_factor <= 1:
         raise ValueError("safety_factor must be in (0, 1]")
-    return max(1, math.floor(max_rps_per_instance * safety_factor * 60))
+    # The epsilon keeps float error from taking one off an exact product (4.1 x 0.5 x 60 = 122.999...).
+    return max(1, math.floor(max_rps_per_instance * safety_factor * 60 + 1e-9))
 
 
 def round_down(value: float, figures: int = SIGNIFICANT_FIGURES) -> float:

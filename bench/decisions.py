@@ -126,8 +126,11 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         values["lambda_provisioned_concurrency"] = cost.provisioned_concurrency(
             load["steady"], inputs["request_seconds"], LAMBDA_UTILIZATION_TARGET
         )
-        values["lambda_provisioned_concurrency_max"] = cost.provisioned_concurrency(
-            load["peak"], inputs["request_seconds"], LAMBDA_UTILIZATION_TARGET
+        # At least one above the steady value, like max_instances: the stage config rejects a production
+        # stage whose provisioned concurrency cannot autoscale (stacks/config.py).
+        values["lambda_provisioned_concurrency_max"] = max(
+            values["lambda_provisioned_concurrency"] + 1,
+            cost.provisioned_concurrency(load["peak"], inputs["request_seconds"], LAMBDA_UTILIZATION_TARGET),
         )
         values["cheapest_overall_at_steady_load"] = cost.cheapest(comparison, load["steady"])["option"]
         cpu_alternative = _stage_values(_cheapest_instance(cpu, load), stage, load)

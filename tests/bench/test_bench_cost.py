@@ -11,7 +11,7 @@ from bench import cost
 
 @pytest.mark.parametrize(
     ("max_rps", "expected"),
-    [(40.0, 1200), (10.0, 300), (7.3, 219), (0.02, 1), (98.0, 2940)],
+    [(40.0, 1200), (10.0, 300), (7.3, 219), (0.02, 1), (98.0, 2940), (4.1, 123), (8.2, 246)],
 )
 def test_invocations_target_is_max_rps_times_half_times_60(max_rps, expected):
     assert cost.invocations_per_instance_target(max_rps) == expected

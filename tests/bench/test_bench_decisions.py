@@ -75,6 +75,16 @@ def test_derived_stage_values_follow_the_formulas():
     )
 
 
+def test_provisioned_concurrency_can_always_scale_above_the_steady_value():
+    # A 5 ms request: 1 concurrent execution at the steady load and at the peak alike, but the stage
+    # config requires max > steady in production (stacks/config.py), as max_instances has it.
+    results = _results()
+    results["serving"]["images"]["phone"]["ms"]["lambda"]["median"] = 5.0
+    for values in decisions.derive(results)["stages"].values():
+        assert values["lambda_provisioned_concurrency"] == 1
+        assert values["lambda_provisioned_concurrency_max"] == 2
+
+
 def test_cpu_alternative_is_measured_per_core_and_priced_next_to_the_choice():
     prod = decisions.derive(_results(rps_host=20.0, cpus=2))["stages"]["prod"]
     alternative = prod["cpu_alternative"]

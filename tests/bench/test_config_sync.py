@@ -54,3 +54,25 @@ def test_cli_checks_then_writes_a_cdk_json_that_passes_the_check(tmp_path, capsy
     assert config_sync.main(args) == 0
     assert json.loads(cdk_json.read_text())["app"] == "x"
     assert "holds the values derived" in capsys.readouterr().out
+
+
+def test_an_instance_kind_change_names_the_image_tag_that_must_change_too(tmp_path, capsys):
+    context = _context()
+    context["dogbreed:defaults"]["inference_image_tag"] = "2.6.0-gpu-py312"
+    derived = _derived(instance_type="ml.c6i.xlarge")
+    derived["dev"]["inference_image_kind"] = "gpu"
+    derived["prod"]["inference_image_kind"] = "cpu"
+    lines = config_sync.differences(context, derived)
+    assert [line for line in lines if "inference_image_tag" in line] == [
+        "prod.inference_image_tag: cdk.json '2.6.0-gpu-py312' is not a -cpu- image, which ml.c6i.xlarge "
+        "needs (set it by hand)"
+    ]
+    cdk_json = tmp_path / "cdk.json"
+    cdk_json.write_text(json.dumps({"context": context}))
+    benchmarks = tmp_path / "benchmarks.json"
+    benchmarks.write_text(json.dumps({"stages": derived}))
+    args = ["--cdk-json", str(cdk_json), "--benchmarks", str(benchmarks)]
+    # Written, the derived keys agree, but a GPU image on a CPU instance is not "in sync".
+    assert config_sync.main([*args, "--write"]) == 1
+    assert "not written: prod.inference_image_tag" in capsys.readouterr().out
+    assert config_sync.main(args) == 1
