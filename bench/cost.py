@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PRICE_DATE = "2025-01 (list prices as the author knows them; check the pricing pages)"
+PRICE_DATE = "2026-11-25 (list prices as known that day; not re-fetched: no network here)"
 PRICE_SOURCES = {
     "sagemaker": "https://aws.amazon.com/sagemaker/pricing/ (Real-Time Inference and Serverless Inference)",
     "rekognition": "https://aws.amazon.com/rekognition/pricing/ (Custom Labels, inference hours)",
-    "lambda": "https://aws.amazon.com/lambda/pricing/ (x86, requests and GB-seconds)",
+    "lambda": "https://aws.amazon.com/lambda/pricing/ (Arm/Graviton, requests and GB-seconds)",
 }
 REGION = "us-east-1"
 HOURS_PER_MONTH = 730
@@ -56,7 +56,7 @@ INSTANCES: dict[str, Instance] = {
         Instance("ml.c6i.xlarge", 4, 8, None, 0.204),
         Instance("ml.c7i.xlarge", 4, 8, None, 0.2142),
         Instance("ml.m5.xlarge", 4, 16, None, 0.23),
-        Instance("ml.g4dn.xlarge", 4, 16, "NVIDIA T4 16 GB", 0.736),
+        Instance("ml.g4dn.xlarge", 4, 16, "NVIDIA T4 16 GB", 0.7364),
         Instance("ml.g5.xlarge", 4, 16, "NVIDIA A10G 24 GB", 1.408),
     )
 }
@@ -70,10 +70,11 @@ REKOGNITION_USD_PER_IU_HOUR = 4.00
 # AWS publishes no fixed TPS per inference unit ("depends on the model and image size"); this is an
 # assumption to replace with a load test of the trained model.
 REKOGNITION_ASSUMED_TPS_PER_IU = 5.0
-# Lambda (the API layer in front of any of these): x86, per request and per GB-second.
+# Lambda (the API layer in front of any of these): Arm (the function is arm64, stacks/api.py), per
+# request and per GB-second; first pricing tier.
 LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
-LAMBDA_USD_PER_GB_SECOND = 0.0000166667
-LAMBDA_USD_PER_GB_SECOND_PROVISIONED = 0.0000041667
+LAMBDA_USD_PER_GB_SECOND = 0.0000133334
+LAMBDA_USD_PER_GB_SECOND_PROVISIONED = 0.0000033334
 # GPU forward time at batch 1 and batch 8 (ResNet-50, PyTorch, NVIDIA T4): NVIDIA
 # DeepLearningExamples, PyTorch/Classification/ConvNets/resnet50v1.5/README.md, "Inference
 # performance: NVIDIA T4": FP32 batch 1 98 img/s (10.7 ms), mixed precision batch 8 652 img/s.

@@ -570,7 +570,7 @@ def cost_section(decisions: dict[str, Any]) -> str:
             "what target "
             f"tracking settles on at that steady rate, at least {comparison['min_instances']} (prod).",
             cost.format_table(comparison),
-            f"API layer on top of any option (Lambda x86, 512 MB, billed while it waits for the endpoint): "
+            f"API layer on top of any option (Lambda arm64, 512 MB, billed while it waits for the endpoint): "
             f"${lam['usd_per_million']:.2f} per 1M requests; provisioned concurrency "
             f"${lam['provisioned_usd_per_month_per_unit']:.2f} per unit-month.",
             "![cost](img/bench-cost.png)",

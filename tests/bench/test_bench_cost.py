@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from bench import cost
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -155,3 +159,14 @@ def test_cli_prints_the_table(capsys):
     assert "ml.c7i.xlarge" in out and "$/month @ 100 req/s" in out
     # 5 req/s per core x 2 cores = 10 req/s -> target 300.
     assert "| ml.c7i.xlarge | 10.0 | 300 |" in out
+
+
+def test_lambda_is_priced_for_the_architecture_the_api_stack_deploys():
+    """x86 GB-seconds cost 25% more than Arm ones: pricing the wrong one skews every per-1M figure."""
+    snapshot = (
+        REPO_ROOT / "tests/infra/__snapshots__/test_snapshots/test_stack_matches_snapshot[prod-api].json"
+    )
+    resources = json.loads(snapshot.read_text())["Resources"].values()
+    (function,) = [r for r in resources if r["Type"] == "AWS::Lambda::Function"]
+    assert function["Properties"]["Architectures"] == ["arm64"]
+    assert "Arm" in cost.PRICE_SOURCES["lambda"]
