@@ -236,7 +236,8 @@ def serving_section(result: dict[str, Any], lambda_result: dict[str, Any] | None
                 [
                     arch,
                     f"{layout['workers']} x {layout['threads']}",
-                    f1(layout["rps"]),
+                    f1(layout["rps"])
+                    + (f" ({f1(layout['rps_min'])}-{f1(layout['rps_max'])})" if "rps_min" in layout else ""),
                     f1(layout["latency_ms_p50"]),
                     f1(layout["latency_ms_p99"]),
                     str(layout["requests"]),
@@ -266,7 +267,8 @@ def serving_section(result: dict[str, Any], lambda_result: dict[str, Any] | None
             "Capacity of this host for the whole per-request work (draft decode + preset + forward of "
             "the phone "
             "photo), by TorchServe-style worker layout (processes x threads each), all processes busy "
-            "at once:",
+            "at once; the layouts take turns (A B, B A, ...) and req/s is the median of the rounds "
+            "(min-max):",
             table(["model", "workers x threads", "req/s", "p50 ms", "p99 ms", "requests"], capacity_rows),
             "Why the layout matters beyond this table: development runs of this benchmark on the same host "
             "while other test suites loaded it (load average 3-4 on 2 cores, 2026-11-25 02:30 UTC) "

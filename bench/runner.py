@@ -35,6 +35,7 @@ class Sizes:
     serving_repeats: int
     component_iterations: int
     capacity_requests: int
+    capacity_rounds: int
     cold_runs: int
     warm_iterations: dict[str, int]
     train: dict[str, Any]
@@ -48,6 +49,7 @@ FULL = Sizes(
     serving_repeats=20,
     component_iterations=50,
     capacity_requests=24,
+    capacity_rounds=3,
     cold_runs=10,
     warm_iterations={"small": 300, "medium": 100, "phone": 30},
     train={"arch": "resnet18", "image_size": 96, "batch_size": 8, "steps": 2, "repeats": 3, "per_class": 16},
@@ -60,6 +62,7 @@ QUICK = Sizes(
     serving_repeats=3,
     component_iterations=5,
     capacity_requests=4,
+    capacity_rounds=1,
     cold_runs=3,
     warm_iterations={"small": 20, "medium": 5, "phone": 3},
     train={"arch": "resnet18", "image_size": 64, "batch_size": 8, "steps": 1, "repeats": 2, "per_class": 8},
@@ -204,7 +207,7 @@ def _serving(arch: str, sizes: Sizes, images: dict[str, bytes], results: dict[st
     by_arch = {}
     for name in dict.fromkeys([arch, "resnet50"]):
         by_arch[name] = serving_overhead.capacity(
-            name, images["phone"], cpus, sizes.capacity_requests, log=log
+            name, images["phone"], cpus, sizes.capacity_requests, rounds=sizes.capacity_rounds, log=log
         )
     out["capacity"] = {"by_arch": by_arch, "best": by_arch[arch]["best"]}
     return out

@@ -297,20 +297,48 @@ def _capacity_worker(arch, image, threads, requests, ready, results) -> None:  #
     results.put(latencies)
 
 
-def capacity(arch: str, image: bytes, cpus: int, requests: int, log=print) -> dict[str, Any]:
-    """Worker layouts on this host's ``cpus`` cores: 1 x all threads vs one single-threaded worker per "
-    "core."""
+def capacity(arch: str, image: bytes, cpus: int, requests: int, rounds: int = 3, log=print) -> dict[str, Any]:
+    """Worker layouts on this host's ``cpus`` cores: 1 x all threads vs one single-threaded worker per core.
+
+    The layouts take turns over ``rounds`` rounds (A B, B A, A B ...), so that a change in the
+    machine's load during the run lands on both sides of the ratio; each layout's req/s is the
+    median of its rounds.
+    """
     layouts = [(1, cpus)]
     if cpus > 1:
         layouts.append((cpus, 1))
-    out: dict[str, Any] = {"arch": arch, "layouts": []}
-    for workers, threads in layouts:
-        # Same total work per layout: each worker does its share of the requests.
-        measured = worker_capacity(arch, image, workers, threads, max(2, requests // workers))
-        out["layouts"].append(measured)
-        log(f"  {workers} worker(s) x {threads} thread(s): {measured['rps']:.1f} req/s")
+    runs: dict[tuple[int, int], list[dict[str, float]]] = {layout: [] for layout in layouts}
+    for round_index in range(rounds):
+        for workers, threads in layouts if round_index % 2 == 0 else layouts[::-1]:
+            # Same total work per layout: each worker does its share of the requests.
+            measured = worker_capacity(arch, image, workers, threads, max(2, requests // workers))
+            runs[(workers, threads)].append(measured)
+            log(
+                f"  round {round_index + 1}: {workers} worker(s) x {threads} thread(s): "
+                f"{measured['rps']:.1f} req/s"
+            )
+    out: dict[str, Any] = {
+        "arch": arch,
+        "rounds": rounds,
+        "layouts": [combine_rounds(r) for r in runs.values()],
+    }
     out["best"] = max(out["layouts"], key=lambda entry: entry["rps"])
     return out
+
+
+def combine_rounds(measured: list[dict[str, float]]) -> dict[str, Any]:
+    """One layout's rounds as one entry: median req/s (with the spread), median latency percentiles."""
+    rps = Stats.of([entry["rps"] for entry in measured])
+    return {
+        "workers": measured[0]["workers"],
+        "threads": measured[0]["threads"],
+        "requests": sum(entry["requests"] for entry in measured),
+        "rps": rps.median,
+        "rps_min": rps.min,
+        "rps_max": rps.max,
+        "latency_ms_p50": Stats.of([entry["latency_ms_p50"] for entry in measured]).median,
+        "latency_ms_p99": Stats.of([entry["latency_ms_p99"] for entry in measured]).median,
+    }
 
 
 def ratio_summary(result: dict[str, Any], image: str = "phone") -> dict[str, float]:
