@@ -250,7 +250,7 @@ def serving_section(result: dict[str, Any], lambda_result: dict[str, Any] | None
         title,
         f"Default backbone `{result['arch']}` packed by `training.artifact` (random weights), served by "
         "`inference.local_endpoint.LocalEndpoint` in this process (real HTTP on loopback, keep-alive), "
-        "called through `lambda/handler.py` with a Function URL event and a real boto3 client. "
+        "called through `lambda/handler.py` with a Function URL event and its real botocore client. "
         f"{result['repeats']} interleaved repeats per path; `bare` is draft decode + preset + forward + "
         f"top-5 in straight calls, on the main thread, with the same {result['threads']} torch threads.",
         table(["image", "path", "ms", "p99 ms", "ratio vs bare"], rows),

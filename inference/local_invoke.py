@@ -4,7 +4,7 @@
 
 starts :class:`~inference.local_endpoint.LocalEndpoint` on a free loopback port, imports the
 Lambda handler exactly as Lambda does (``ENDPOINT_NAME`` and the other settings from the
-environment, its boto3 client pointed at the endpoint through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``),
+environment, its botocore client pointed at the endpoint through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``),
 sends the image as a Function URL event and prints the predictions and the time of each stage.
 
 From Python (the demo): ``load_prediction_handler(endpoint.url, endpoint.name)`` and

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = LocalEndpoint(str(tarball), name=ENDPOINT_NAME).start()
         print(f"    serving on {endpoint.url} as endpoint {ENDPOINT_NAME!r}")
     try:
-        with stage("import lambda/handler.py (cold start: settings + boto3 client)", timings):
+        with stage("import lambda/handler.py (cold start: settings + botocore client)", timings):
             handler = load_prediction_handler(endpoint.url, endpoint.name)
         # The first test image of every class: one full answer, then one line per class.
         images = [sorted(folder.glob("*.jpg"))[0] for folder in sorted((data / "test").iterdir())]
