@@ -7,8 +7,10 @@ metadata (ImageNet-1K top-1, ``get_model_weights(arch).DEFAULT.meta["_metrics"]`
 
 Variants of one model run interleaved (see :mod:`bench.timing`): ``eager`` (fp32, NCHW),
 ``channels_last`` (fp32, NHWC, what oneDNN's convolutions prefer), ``bf16 channels_last``
-(informational: the endpoint serves fp32 on CPU) and, with ``--compile``,
-``compile`` (``torch.compile``, inductor, on the channels_last model). Where CUDA is available,
+(informational: the endpoint serves fp32 on CPU) and, with ``--compile``, ``compile``
+(``torch.compile``, inductor, on the channels_last model) and ``export`` (``torch.export`` with a
+dynamic batch dimension, compiled ahead of time by AOTInductor into a ``.pt2`` package and loaded back:
+the deployable form of a compiled model, with no compilation at start-up). Where CUDA is available,
 ``cuda fp32`` and ``cuda fp16 channels_last`` (what ``model_fn`` does on a GPU) are added; on a
 CPU-only host the report says that GPU rows were not measured.
 """
@@ -16,6 +18,8 @@ CPU-only host the report says that GPU rows were not measured.
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +35,9 @@ CANDIDATES = ("resnet50", "resnet18", "efficientnet_b0", "mobilenet_v3_large", "
 NUM_CLASSES = 133  # dogImages' breeds: the head size the endpoint serves
 IMAGE_SIZE = 224
 BF16 = "bf16 channels_last"
-FP32_CPU_VARIANTS = ("eager", "channels_last", "compile")
+EXPORT = "export"
+FP32_CPU_VARIANTS = ("eager", "channels_last", "compile", EXPORT)
+MAX_EXPORTED_BATCH = 64
 
 
 def published_accuracy(arch: str) -> dict[str, Any]:
@@ -67,12 +73,33 @@ def _variants(arch: str, with_compile: bool) -> tuple[dict[str, torch.nn.Module]
                 compiled(_input(batch, "compile"))
         compile_seconds["compile"] = time.perf_counter() - started
         nets["compile"] = compiled
+        started = time.perf_counter()
+        nets[EXPORT] = aot_compiled(nets["channels_last"])
+        compile_seconds[EXPORT] = time.perf_counter() - started
     if torch.cuda.is_available():  # what the endpoint does on a GPU instance: fp16, channels_last
         nets["cuda fp32"] = copy.deepcopy(eager).cuda()
         nets["cuda fp16 channels_last"] = (
             copy.deepcopy(eager).cuda().half().to(memory_format=torch.channels_last)
         )
     return nets, compile_seconds
+
+
+def aot_compiled(network: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``network`` exported with a dynamic batch dimension, AOTInductor-compiled, and loaded back.
+
+    One compilation serves every batch size up to :data:`MAX_EXPORTED_BATCH`. The example input has
+    batch 2: export specialises a size-1 dimension to a constant.
+    """
+    example = _input(2, "channels_last")
+    batch = torch.export.Dim("batch", min=1, max=MAX_EXPORTED_BATCH)
+    with torch.inference_mode():
+        program = torch.export.export(network, (example,), dynamic_shapes=({0: batch},))
+    workdir = tempfile.mkdtemp(prefix="bench-aoti-")
+    try:
+        package = torch._inductor.aoti_compile_and_package(program, package_path=f"{workdir}/model.pt2")
+        return torch._inductor.aoti_load_package(package)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _input(batch: int, variant: str) -> torch.Tensor:

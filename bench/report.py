@@ -64,7 +64,8 @@ def header(results: dict[str, Any]) -> str:
             "`median (min-max)` over repeats unless a column says otherwise. Derived configuration values: "
             "[`docs/benchmarks.json`](benchmarks.json).",
             "Run: `make bench` (full sizes), `make bench BENCH_ARGS=--quick` (tools smoke test), "
-            "`.venv/bin/python -m bench --compile --only inference` (adds `torch.compile`), "
+            "`.venv/bin/python -m bench --compile --only inference` (adds `torch.compile` and "
+            "`torch.export`), "
             "`.venv/bin/python -m bench.cost --from docs/benchmarks.json` (cost table from the saved "
             "numbers).",
             "## Machine",
@@ -97,18 +98,24 @@ def inference_section(result: dict[str, Any]) -> str:
                 ]
             )
     compile_note = (
-        "`torch.compile` (inductor) is measured: see the `compile` rows; compile time per model: "
+        "`torch.compile` (inductor) and `export` (`torch.export` with a dynamic batch, AOTInductor "
+        "package) are measured: see the `compile` and `export` rows; compile time per model: "
         + ", ".join(
-            f"{a} {m['compile_seconds'].get('compile', 0):.0f} s" for a, m in result["models"].items()
+            f"{a} {m['compile_seconds'].get('compile', 0):.0f} s (compile, three shapes) / "
+            f"{m['compile_seconds'].get('export', 0):.0f} s (export)"
+            for a, m in result["models"].items()
         )
         if result["compile"]
-        else "`torch.compile` is **not in the default run**: on this 2-core host inductor takes about 40 s "
-        "per model and input shape to compile (resnet50, batch 1, cold cache), more than the whole suite's "
-        "budget. Run `python -m bench --compile --only inference [--archs resnet50]` to include it. A "
-        "separate run on 2026-11-25 02:50 UTC (load 0.8 -> 1.6) measured resnet50 compiled vs eager: "
-        "1.13x at batch 1 (30.9 vs 34.9 ms p50), 1.6x at batch 8, 2.0x at batch 32, after 28 s of compiling "
-        "three shapes with a warm inductor cache. For batch-1 serving that is not worth 30 s or more of "
-        "start-up per worker and a dependency on a C++ compiler in the container."
+        else "`torch.compile` and `torch.export` are **not in the default run**: on this 2-core host "
+        "inductor takes 15-50 s per model to compile, more than the whole suite's budget. Run "
+        "`python -m bench --compile --only inference [--archs resnet50]` to include them. A separate run "
+        "on 2026-11-25 08:51 UTC (load 0.9-1.6) measured resnet50 against eager: `torch.compile` 1.02x "
+        "at batch 1 (63.6 vs 65.0 ms p50), 1.3x at batch 8, 1.7x at batch 32, after 48 s of compiling "
+        "three shapes; `export` (one AOTInductor package for every batch size, 17 s to build after the "
+        "compile run warmed the cache) 1.07x at batch 1, 1.3x at batch 8, 1.8x at batch 32. Neither is "
+        "worth it for batch-1 serving: `torch.compile` repeats its compile at every worker start and needs "
+        "a C++ compiler in the container, and an AOTInductor package is built for one CPU ISA or GPU "
+        "architecture, so it would have to be compiled on the serving instance type for a 7% gain."
     )
     return "\n\n".join(
         [
