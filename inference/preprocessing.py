@@ -7,6 +7,7 @@ decodes request bytes with :func:`decode_image`, so a served prediction matches 
 from __future__ import annotations
 
 import io
+import itertools
 import re
 
 import numpy as np
@@ -30,7 +31,7 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
 # limit; Pillow exposes none, so start-of-scan markers are counted before decoding. 0xFF in
 # entropy-coded data is always stuffed (FF 00), so FF DA only appears as a marker or inside a
 # metadata segment, where a rare stray one costs nothing against this margin. (A compiled pattern
-# counts ~3x faster than bytes.count here: 0.2 ms for a 650 KB photo.)
+# searches ~3x faster than bytes.count here: 0.2 ms for a 650 KB photo.)
 MAX_JPEG_SCANS = 100
 _JPEG_START_OF_SCAN = re.compile(b"\xff\xda")
 
@@ -101,7 +102,7 @@ def decode_image(
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels")
-    if image.format in ("JPEG", "MPO") and len(_JPEG_START_OF_SCAN.findall(data)) > MAX_JPEG_SCANS:
+    if image.format in ("JPEG", "MPO") and _more_scans_than_allowed(data):
         raise ImageDecodeError(
             f"the JPEG has more than {MAX_JPEG_SCANS} scans; re-encode it as a normal JPEG"
         )
@@ -117,6 +118,12 @@ def decode_image(
         # Pillow says "image file is truncated" (OSError) or "broken data stream" for damaged files;
         # other plugins raise SyntaxError, struct.error, IndexError ... for the same cause.
         raise ImageDecodeError(f"the image data is damaged or truncated: {_short(exc)}") from None
+
+
+def _more_scans_than_allowed(data: bytes) -> bool:
+    # Stops at the first marker over the limit: a body made of nothing but FF DA pairs must not
+    # make a list of two million matches.
+    return next(itertools.islice(_JPEG_START_OF_SCAN.finditer(data), MAX_JPEG_SCANS, None), None) is not None
 
 
 def _short(exc: Exception) -> str:
