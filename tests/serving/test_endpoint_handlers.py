@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -338,3 +339,15 @@ def test_jpeg_draft_decoding_feeds_the_model_what_a_full_decode_would(model):
     assert min(drafted.size) >= model.config.resize_size
     difference = (model.transform(drafted) - model.transform(full)).abs().mean()
     assert difference < 0.05
+
+
+def test_counting_scans_stops_at_the_limit_whatever_the_body_holds():
+    body = images.progressive_jpeg() + b"\xff\xda" * 1_000_000  # 2 MB of start-of-scan markers
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageDecodeError, match="scans"):
+            decode_image(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # a list of every match would be ~40 MB
