@@ -47,7 +47,9 @@ from prediction_request import Limits, PredictionRequest, event_kind, parse_even
 
 DEFAULT_TOP_K = 5
 # SageMaker endpoint names: 1-63 chars, ^[a-zA-Z0-9](-*[a-zA-Z0-9])* (botocore's service model).
-_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# Checked with fullmatch and len: "$" also matches before a trailing newline, and "-*" is unbounded.
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_ENDPOINT_NAME_MAX_LENGTH = 63
 # Codes the endpoint's handler (inference/inference.py) puts in the first line of an error body.
 # Only these are taken from the model's answer; the message is always this function's own.
 _MODEL_CLIENT_ERRORS = {
@@ -95,7 +97,7 @@ class Settings:
     @classmethod
     def from_environment(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
         name = env.get("ENDPOINT_NAME", "")
-        if not _ENDPOINT_NAME.match(name):
+        if len(name) > _ENDPOINT_NAME_MAX_LENGTH or not _ENDPOINT_NAME.fullmatch(name):
             raise ConfigurationError("ENDPOINT_NAME must be set to a SageMaker endpoint name")
         return cls(
             endpoint_name=name,

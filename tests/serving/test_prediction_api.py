@@ -8,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
+import prediction_request
 import pytest
 import sample_images as images
 from serving_helpers import b64, call, json_event, last_log, load_handler, url_event
@@ -187,6 +189,39 @@ def test_the_byte_limit_holds_for_line_wrapped_base64(endpoint, form):
     assert call(below, event)[1]["error"]["code"] == "image_too_large"
 
 
+def test_a_json_body_holds_at_most_max_json_commas(api):
+    """Every JSON value after the first needs a comma: their count bounds what the parser builds."""
+    limit = prediction_request.MAX_JSON_COMMAS
+    at_limit = json_event({"image": b64(images.jpeg()), "top_k": 1, "tags": [0] * (limit - 1)})
+    assert at_limit["body"].count(",") == limit
+    assert call(api, at_limit)[0] == 200
+    over = json_event({"image": b64(images.jpeg()), "top_k": 1, "tags": [0] * limit})
+    status, body, _ = call(api, over)
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    assert str(limit) in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("form", "code"), [("spaced-base64", "invalid_image"), ("json-of-tiny-values", "invalid_json")]
+)
+def test_a_body_of_tiny_tokens_costs_memory_in_proportion_to_its_size(api, form, code):
+    """One Python object per few characters ("AB AB AB ...", "[{},{},...]") is ~25 bytes of memory per
+    byte of body: 150 MB for a 6 MB request, enough to run a small function out of memory."""
+    size = 1_200_000
+    if form == "spaced-base64":
+        event = {"image": "AB " * (size // 3)}  # valid base64 once the spaces are gone
+    else:
+        event = json_event({}) | {"body": "[" + "{}," * (size // 3) + "{}]"}
+    tracemalloc.start()
+    try:
+        status, body, _ = call(api, event)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (status, body["error"]["code"]) == (400, code)
+    assert peak < 4 * size, f"{peak / size:.1f} bytes of memory per byte of body"
+
+
 def test_too_many_pixels_is_413_from_the_model(api, capsys):
     status, body, _ = call(api, {"image": b64(images.png_bomb())})
     assert (status, body["error"]["code"]) == (413, "image_too_large")
@@ -216,6 +251,8 @@ def test_unsupported_types_are_415(api, event, code):
     [
         {"ENDPOINT_NAME": ""},
         {"ENDPOINT_NAME": "bad name!"},
+        {"ENDPOINT_NAME": "dog-breeds\n"},
+        {"ENDPOINT_NAME": "a" + "-" * 70 + "b"},
         {"ENDPOINT_READ_TIMEOUT_SECONDS": "soon"},
         {"ENDPOINT_MAX_ATTEMPTS": "0"},
         {"MAX_IMAGE_BYTES": "-5"},
