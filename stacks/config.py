@@ -190,7 +190,8 @@ def _choice(choices: tuple) -> Check:
 
 def _pattern(regex: re.Pattern, example: str) -> Check:
     def check(key: str, value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
+        # fullmatch: with match, "$" also accepts a trailing newline, which the API calls then reject.
+        if not isinstance(value, str) or not regex.fullmatch(value):
             raise ConfigError(f"{key}: must look like {example} (got {value!r})")
         return value
 
@@ -259,7 +260,7 @@ def _check_model_data_url(value: Any) -> str:
             "model_data_url: missing; pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz "
             "(the artifact training uploaded)"
         )
-    if not _MODEL_URL.match(value):
+    if not _MODEL_URL.fullmatch(value):
         raise ConfigError(f"model_data_url: must be an s3://BUCKET/KEY.tar.gz URL (got {value!r})")
     return value
 
@@ -341,7 +342,7 @@ def load_stage_config(context: Callable[[str], Any]) -> StageConfig:
         raise ConfigError(f"stage: missing; pass -c stage=NAME with NAME one of {allowed_stages}")
     if not isinstance(stage, str) or stage not in stages:
         raise ConfigError(f"stage: must be one of {allowed_stages} (got {stage!r})")
-    if not _STAGE_NAME.match(stage):
+    if not _STAGE_NAME.fullmatch(stage):
         raise ConfigError(
             f"stage: must be 2-12 lower-case letters or digits, starting with a letter (got {stage!r})"
         )

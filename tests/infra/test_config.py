@@ -80,6 +80,7 @@ def test_config_is_frozen():
         ),
         ("dev", "s3://example-bucket/", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
         ("dev", "s3://Bad_Bucket/model.tar.gz", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
+        ("dev", GOOD_URL + "\n", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
     ],
 )
 def test_stage_and_model_url_errors_name_the_key(stage, url, expected):
@@ -152,6 +153,18 @@ def test_each_bad_value_gives_one_line_naming_key_and_allowed_values(key, value,
     message = error_of(**{key: value})
     assert message.startswith(f"dogbreed:stages.dev.{key}: {allowed}")
     assert repr(value) in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("instance_type", "ml.g4dn.xlarge\n"),
+        ("inference_image_tag", "2.6.0-gpu-py312\n"),
+        ("training_host_instance_type", "g5.xlarge\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_a_valid_name(key, value):
+    assert error_of(**{key: value}).startswith(f"dogbreed:stages.dev.{key}: must look like")
 
 
 def test_missing_key_is_reported_with_where_to_set_it():
