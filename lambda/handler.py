@@ -143,6 +143,10 @@ def build_runtime_client(settings: Settings) -> Any:
 SETTINGS = Settings.from_environment()
 RUNTIME = build_runtime_client(SETTINGS)
 _cold_start = True
+# "on-demand", "provisioned-concurrency" or "snap-start", set by Lambda for the environment's life: a
+# cold start a caller waited for is cold_start with "on-demand", the sign that provisioned
+# concurrency is sized too small.
+INITIALIZATION_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "unknown")
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -152,6 +156,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     log: dict[str, Any] = {
         "request_id": request_id,
         "cold_start": _cold_start,
+        "initialization": INITIALIZATION_TYPE,
         "event_kind": event_kind(event),
     }
     _cold_start = False

@@ -108,6 +108,18 @@ def test_one_json_log_line_per_request_without_image_bytes(api, capsys):
     assert b64(data)[:40] not in output
 
 
+def test_the_log_says_whether_a_caller_waited_for_the_cold_start(endpoint, capsys):
+    """Provisioned concurrency runs the import before traffic: only an on-demand cold start cost a caller."""
+    for initialization in ("provisioned-concurrency", "on-demand"):
+        api = load_handler(endpoint.url, AWS_LAMBDA_INITIALIZATION_TYPE=initialization)
+        capsys.readouterr()
+        call(api, {"image": b64(images.jpeg())})
+        call(api, {"image": b64(images.jpeg())})
+        first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+        assert (first["cold_start"], first["initialization"]) == (True, initialization)
+        assert (second["cold_start"], second["initialization"]) == (False, initialization)
+
+
 # --- 400 / 413 / 415: validated before the endpoint, or answered by the model -----------------
 
 
