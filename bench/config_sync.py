@@ -6,6 +6,11 @@
 Only :data:`bench.decisions.CONFIG_KEYS` are touched. A value every stage shares lives in
 ``dogbreed:defaults``; the dev stage's derived value becomes the default, and any other stage whose
 derived value differs gets an override (an override equal to the default is removed).
+
+A number within :data:`TOLERANCE` of the derived one is in sync and is left as it is: a run on a shared
+machine moves capacities by a few percent, the 0.5 safety factor in the target dwarfs that, and a
+`cdk diff` that changes the scaling target on every benchmark run would teach reviewers to skim it.
+Small counts (instances, workers) still move on any change: one off is more than the tolerance.
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS_KEY = "dogbreed:defaults"
 STAGES_KEY = "dogbreed:stages"
 DEFAULT_STAGE = "dev"
+TOLERANCE = 0.10
+
+
+def in_sync(current: Any, derived: Any) -> bool:
+    """Equal, or both numbers and ``current`` within :data:`TOLERANCE` of ``derived``."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (current, derived))
+    if not numbers:
+        return type(current) is type(derived) and current == derived
+    return abs(current - derived) <= TOLERANCE * abs(derived)
 
 
 def differences(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> list[str]:
@@ -30,7 +44,7 @@ def differences(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> 
     for stage, values in derived.items():
         effective = {**context[DEFAULTS_KEY], **context[STAGES_KEY].get(stage, {})}
         for key in CONFIG_KEYS:
-            if effective.get(key) != values[key]:
+            if not in_sync(effective.get(key), values[key]):
                 lines.append(f"{stage}.{key}: cdk.json {effective.get(key)!r}, derived {values[key]!r}")
         # The image tag is a version, not derived, but its build must match the instance's kind.
         kind, tag = values.get("inference_image_kind"), effective.get("inference_image_tag", "")
@@ -43,10 +57,17 @@ def differences(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> 
 
 
 def apply(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``context`` with the derived values written in (a new dict; the input is not changed)."""
+    """``context`` with the derived values written in (a new dict; the input is not changed).
+
+    A key is rewritten only where some stage's value is out of sync; then every stage takes the
+    derived value for it, so that the stages stay consistent with one run.
+    """
     context = json.loads(json.dumps(context))
     defaults, stages = context[DEFAULTS_KEY], context[STAGES_KEY]
     for key in CONFIG_KEYS:
+        effective = {stage: {**defaults, **stages.get(stage, {})}.get(key) for stage in derived}
+        if all(in_sync(effective[stage], values[key]) for stage, values in derived.items()):
+            continue
         if DEFAULT_STAGE in derived and key not in stages.get(DEFAULT_STAGE, {}):
             defaults[key] = derived[DEFAULT_STAGE][key]
         for stage, values in derived.items():

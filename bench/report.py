@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cost
+from . import config_sync, cost
 from .inference_speed import FP32_CPU_VARIANTS, best_variant
 from .lambda_overhead import COLD_TARGET_MS, WARM_TARGET_MS
 from .serving_overhead import WHITESPACE_REMOVAL
@@ -622,8 +622,9 @@ def decisions_section(results: dict[str, Any], decisions: dict[str, Any]) -> str
             "x 0.5 x 60; `max_instances` = what target tracking needs at the peak design load (at least "
             "one above the minimum); Lambda provisioned concurrency = ceil(req/s x measured request "
             "seconds / 0.7) at the steady and peak loads (the peak's at least one above). `cdk.json` holds "
-            "exactly these values "
-            "(`tests/bench/test_config_traceability.py` fails when they drift apart)."
+            f"these values to within {config_sync.TOLERANCE:.0%} (`python -m bench.config_sync` rewrites "
+            "a value only beyond that, so run-to-run noise does not churn `cdk diff`; "
+            "`tests/bench/test_config_traceability.py` fails when they drift further apart)."
         )
         single = decisions.get("single_worker_rps")
         if single:

@@ -76,3 +76,22 @@ def test_an_instance_kind_change_names_the_image_tag_that_must_change_too(tmp_pa
     assert config_sync.main([*args, "--write"]) == 1
     assert "not written: prod.inference_image_tag" in capsys.readouterr().out
     assert config_sync.main(args) == 1
+
+
+def test_run_to_run_noise_in_a_target_leaves_cdk_json_alone():
+    context = _context()
+    context["dogbreed:defaults"]["target_invocations_per_instance"] = 2340
+    for measured, rewritten in [(2370, False), (2130, False), (2100, True), (2700, True)]:
+        derived = _derived()
+        for values in derived.values():
+            values["target_invocations_per_instance"] = measured
+        written = config_sync.apply(context, derived)
+        value = written["dogbreed:defaults"]["target_invocations_per_instance"]
+        assert value == (measured if rewritten else 2340), measured
+        assert config_sync.differences(written, derived) == []
+
+
+def test_a_count_one_off_is_a_change_not_noise():
+    assert not config_sync.in_sync(2, 3) and not config_sync.in_sync(18, 16)
+    assert config_sync.in_sync(2340, 2370) and config_sync.in_sync("ml.g4dn.xlarge", "ml.g4dn.xlarge")
+    assert not config_sync.in_sync(True, 1)  # a boolean is not the number 1
