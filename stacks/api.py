@@ -8,9 +8,11 @@ from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import StageConfig
+from stacks.constructs.api_alarms import ApiAlarms
 from stacks.constructs.log_group import stage_log_group
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
@@ -149,7 +151,10 @@ class PredictionFunction(Construct):
 
 
 class ApiStack(Stack):
-    """The public face of the model: an IAM-authenticated Function URL on the ``live`` alias."""
+    """The public face of the model: an IAM-authenticated Function URL on the ``live`` alias.
+
+    Its alarms notify ``alarm_topic``, the serving stack's topic: one subscription for the stage.
+    """
 
     def __init__(
         self,
@@ -160,6 +165,7 @@ class ApiStack(Stack):
         endpoint_name: str,
         endpoint_arn: str,
         key: kms.IKey,
+        alarm_topic: sns.ITopic,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -167,6 +173,9 @@ class ApiStack(Stack):
             self, "Prediction", config=config, endpoint_name=endpoint_name, endpoint_arn=endpoint_arn, key=key
         )
         self.function = api.function
+        self.alarms = ApiAlarms(
+            self, "Alarms", config=config, function=api.function, alias=api.alias, topic=alarm_topic
+        )
         CfnOutput(
             self, "FunctionUrl", value=api.url.url, description="POST an image here (SigV4, service lambda)"
         )

@@ -72,6 +72,7 @@ def add_stage(app: App, config: StageConfig, env: Environment | None = None) -> 
         endpoint_name=serving.endpoint_name,
         endpoint_arn=serving.endpoint_arn,
         key=storage.key,
+        alarm_topic=serving.alarm_topic,
         env=env,
         description=f"dogbreed {config.stage}: prediction Lambda and Function URL",
     )

@@ -239,6 +239,7 @@ class ServingStack(Stack):
         )
         self.endpoint_name = endpoint.endpoint_name
         self.endpoint_arn = endpoint.endpoint_arn
+        self.alarm_topic = alarms.topic
         if not config.is_serverless and config.autoscaling_enabled:
             EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
         EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)

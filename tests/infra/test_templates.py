@@ -7,6 +7,8 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
+from .conftest import synth_stage
+
 STAGES = ["dev", "prod"]
 
 
@@ -401,6 +403,41 @@ def test_alarms_watch_latency_5xx_and_4xx_rate_of_this_endpoint(stages, stage):
     )
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_api_alarms_watch_what_callers_see_before_the_handler_answers(stages, stage):
+    synth = stages[stage]
+    alarms = list(synth.resources("api", "AWS::CloudWatch::Alarm").values())
+    by_metric = {alarm["Properties"]["MetricName"]: alarm["Properties"] for alarm in alarms}
+    assert set(by_metric) == {"Errors", "Throttles", "ProvisionedConcurrencySpilloverInvocations"}
+    (function_id,) = synth.resources("api", "AWS::Lambda::Function")
+    for metric in ("Errors", "Throttles"):
+        alarm = by_metric[metric]
+        assert alarm["Namespace"] == "AWS/Lambda" and alarm["Statistic"] == "Sum"
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+        assert alarm["Threshold"] == 1 and alarm["DatapointsToAlarm"] == 2
+    spillover = by_metric["ProvisionedConcurrencySpilloverInvocations"]
+    # On the alias, where provisioned concurrency lives: the function's own metric would mix in $LATEST.
+    assert {d["Name"] for d in spillover["Dimensions"]} == {"FunctionName", "Resource"}
+    assert spillover["Period"] == 300 and spillover["EvaluationPeriods"] == 3
+    # Every alarm notifies the stage's one topic, the serving stack's (imported, not a second topic).
+    synth.template("api").resource_count_is("AWS::SNS::Topic", 0)
+    for alarm in alarms:
+        (action,) = alarm["Properties"]["AlarmActions"]
+        output = action["Fn::GetStackOutput"]
+        assert output["StackName"] == f"dogbreed-{stage}-serving" and "AlarmsTopic" in output["OutputName"]
+        assert alarm["Properties"]["OKActions"] == [action]
+
+
+def test_without_provisioned_concurrency_there_is_no_spillover_alarm(tmp_path):
+    synth = synth_stage(
+        tmp_path, "dev", lambda_provisioned_concurrency=0, lambda_provisioned_concurrency_max=0
+    )
+    metrics = {
+        a["Properties"]["MetricName"] for a in synth.resources("api", "AWS::CloudWatch::Alarm").values()
+    }
+    assert metrics == {"Errors", "Throttles"}
 
 
 @pytest.mark.parametrize("stage", STAGES)

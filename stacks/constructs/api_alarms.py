@@ -1,0 +1,89 @@
+"""Prediction API alarms: what the endpoint's alarms cannot see, because callers never got that far."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.config import StageConfig
+
+PERIOD = Duration.minutes(1)
+# Provisioned concurrency autoscaling reacts within minutes; only spillover that outlasts it means the
+# configured maximum is too small.
+SPILLOVER_PERIOD = Duration.minutes(5)
+SPILLOVER_PERIODS = 3
+
+
+class ApiAlarms(Construct):
+    """Function errors, throttles and (with provisioned concurrency) spillover, notifying ``topic``.
+
+    The handler answers every request from the contract's table itself, so a Lambda ``Errors``
+    datapoint is something it could not answer: a timeout, running out of memory, a failed start.
+    ``Throttles`` are callers turned away with a bare 429 once reserved concurrency is used up.
+    ``ProvisionedConcurrencySpilloverInvocations`` are callers who waited for a cold start.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        function: lambda_.Function,
+        alias: lambda_.Alias,
+        topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = f"{config.endpoint_name} API"
+        self.errors = cloudwatch.Alarm(
+            self,
+            "FunctionErrors",
+            alarm_description=f"{name}: the function failed (timeout, memory, start) in 2 of 3 minutes",
+            metric=function.metric_errors(period=PERIOD, statistic="Sum"),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.throttles = cloudwatch.Alarm(
+            self,
+            "FunctionThrottles",
+            alarm_description=(
+                f"{name}: callers refused in 2 of 3 minutes, reserved concurrency "
+                f"({config.lambda_reserved_concurrency}) used up"
+            ),
+            metric=function.metric_throttles(period=PERIOD, statistic="Sum"),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms = [self.errors, self.throttles]
+        if config.lambda_provisioned_concurrency:
+            minutes = int(SPILLOVER_PERIOD.to_minutes()) * SPILLOVER_PERIODS
+            self.spillover = cloudwatch.Alarm(
+                self,
+                "ProvisionedConcurrencySpillover",
+                alarm_description=(
+                    f"{name}: callers waited for cold starts for {minutes} minutes; provisioned "
+                    f"concurrency (max {config.lambda_provisioned_concurrency_max}) is too small"
+                ),
+                metric=alias.metric(
+                    "ProvisionedConcurrencySpilloverInvocations", period=SPILLOVER_PERIOD, statistic="Sum"
+                ),
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=SPILLOVER_PERIODS,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            self.alarms.append(self.spillover)
+        notify = cloudwatch_actions.SnsAction(topic)
+        for alarm in self.alarms:
+            alarm.add_alarm_action(notify)
+            alarm.add_ok_action(notify)
