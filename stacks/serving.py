@@ -246,6 +246,9 @@ class ServingStack(Stack):
 
         CfnOutput(self, "EndpointName", value=endpoint.endpoint_name, description="SageMaker endpoint name")
         CfnOutput(
-            self, "AlarmTopicArn", value=alarms.topic.topic_arn, description="Endpoint alarm notifications"
+            self,
+            "AlarmTopicArn",
+            value=alarms.topic.topic_arn,
+            description="Alarm notifications (endpoint and API)",
         )
         CfnOutput(self, "ModelImageUri", value=model.image_uri, description="PyTorch inference DLC image")

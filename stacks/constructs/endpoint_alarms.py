@@ -25,11 +25,12 @@ class EndpointAlarms(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
-        # Every alarm also notifies this topic (encrypted with the project key, TLS-only publishing).
+        # Every alarm of the stage notifies this topic, the API stack's too (encrypted with the project
+        # key, TLS-only publishing).
         self.topic = sns.Topic(
             self,
             "Topic",
-            display_name=f"{config.endpoint_name} endpoint alarms",
+            display_name=f"{config.endpoint_name} alarms (endpoint and API)",
             master_key=key,
             enforce_ssl=True,
         )
