@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import StageConfig
+from stacks.constructs.alarms import alarm, notify_on_change
 
 PERIOD = Duration.minutes(1)
 # Provisioned concurrency autoscaling reacts within minutes; only spillover that outlasts it means the
@@ -39,38 +38,34 @@ class ApiAlarms(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         name = f"{config.endpoint_name} API"
-        self.errors = cloudwatch.Alarm(
+        self.errors = alarm(
             self,
             "FunctionErrors",
-            alarm_description=f"{name}: the function failed (timeout, memory, start) in 2 of 3 minutes",
+            description=f"{name}: the function failed (timeout, memory, start) in 2 of 3 minutes",
             metric=function.metric_errors(period=PERIOD, statistic="Sum"),
             threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            periods=3,
+            datapoints=2,
         )
-        self.throttles = cloudwatch.Alarm(
+        self.throttles = alarm(
             self,
             "FunctionThrottles",
-            alarm_description=(
+            description=(
                 f"{name}: callers refused in 2 of 3 minutes, reserved concurrency "
                 f"({config.lambda_reserved_concurrency}) used up"
             ),
             metric=function.metric_throttles(period=PERIOD, statistic="Sum"),
             threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            periods=3,
+            datapoints=2,
         )
         self.alarms = [self.errors, self.throttles]
         if config.lambda_provisioned_concurrency:
             minutes = int(SPILLOVER_PERIOD.to_minutes()) * SPILLOVER_PERIODS
-            self.spillover = cloudwatch.Alarm(
+            self.spillover = alarm(
                 self,
                 "ProvisionedConcurrencySpillover",
-                alarm_description=(
+                description=(
                     f"{name}: callers waited for cold starts for {minutes} minutes; provisioned "
                     f"concurrency (max {config.lambda_provisioned_concurrency_max}) is too small"
                 ),
@@ -78,12 +73,7 @@ class ApiAlarms(Construct):
                     "ProvisionedConcurrencySpilloverInvocations", period=SPILLOVER_PERIOD, statistic="Sum"
                 ),
                 threshold=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=SPILLOVER_PERIODS,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                periods=SPILLOVER_PERIODS,
             )
             self.alarms.append(self.spillover)
-        notify = cloudwatch_actions.SnsAction(topic)
-        for alarm in self.alarms:
-            alarm.add_alarm_action(notify)
-            alarm.add_ok_action(notify)
+        notify_on_change(self.alarms, topic)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.config import StageConfig
+from stacks.constructs.alarms import ABOVE, alarm, notify_on_change
 
 VARIANT_NAME = "AllTraffic"
 PERIOD = Duration.minutes(1)
@@ -57,34 +57,31 @@ class EndpointAlarms(Construct):
         self.gpu_utilization = metric("GPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
         self.cpu_utilization = metric("CPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
 
-        self.latency = cloudwatch.Alarm(
+        self.latency = alarm(
             self,
             "ModelLatencyP99",
-            alarm_description=f"{config.endpoint_name}: p99 ModelLatency > {config.alarm_latency_p99_ms} ms",
+            description=f"{config.endpoint_name}: p99 ModelLatency > {config.alarm_latency_p99_ms} ms",
             metric=self.model_latency_p99,
             # ModelLatency is reported in microseconds.
             threshold=config.alarm_latency_p99_ms * 1000,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=ABOVE,
+            periods=3,
+            datapoints=2,
         )
-        self.server_errors = cloudwatch.Alarm(
+        self.server_errors = alarm(
             self,
             "Invocation5XXErrors",
-            alarm_description=f"{config.endpoint_name}: {config.alarm_5xx_errors}+ 5xx errors a minute",
+            description=f"{config.endpoint_name}: {config.alarm_5xx_errors}+ 5xx errors a minute",
             metric=self.errors_5xx,
             threshold=config.alarm_5xx_errors,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            periods=2,
+            datapoints=2,
         )
         # A rate, not a count: 4xx errors grow with traffic, and a bad model can turn good requests into 4xx.
-        self.client_error_rate = cloudwatch.Alarm(
+        self.client_error_rate = alarm(
             self,
             "Invocation4XXRate",
-            alarm_description=f"{config.endpoint_name}: over {config.alarm_4xx_rate_percent}% 4xx errors",
+            description=f"{config.endpoint_name}: over {config.alarm_4xx_rate_percent}% 4xx errors",
             metric=cloudwatch.MathExpression(
                 expression="IF(invocations > 0, 100 * errors / invocations, 0)",
                 using_metrics={"errors": self.errors_4xx, "invocations": self.invocations},
@@ -92,16 +89,12 @@ class EndpointAlarms(Construct):
                 period=PERIOD,
             ),
             threshold=config.alarm_4xx_rate_percent,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=ABOVE,
+            periods=3,
+            datapoints=2,
         )
         self.rollback_alarms = [self.latency, self.server_errors, self.client_error_rate]
-        notify = cloudwatch_actions.SnsAction(self.topic)
-        for alarm in self.rollback_alarms:
-            alarm.add_alarm_action(notify)
-            alarm.add_ok_action(notify)
+        notify_on_change(self.rollback_alarms, self.topic)
 
 
 class EndpointDashboard(Construct):
