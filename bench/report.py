@@ -125,7 +125,9 @@ def inference_section(result: dict[str, Any]) -> str:
             "weights "
             f"(speed does not depend on weight values), {result['image_size']} px input, "
             f"{result['threads']} intra-op threads, `torch.inference_mode()`. Batch-1 latency over "
-            f"{result['latency_iters']} interleaved calls; throughput over {result['throughput_repeats']} "
+            f"{result['latency_iters']} interleaved calls (so p99 is interpolated between the two slowest "
+            "calls: a tail indicator, not a service-level figure; the serving-path and load tests measure "
+            f"tails under traffic); throughput over {result['throughput_repeats']} "
             "repeats. Accuracy: torchvision's published ImageNet-1K top-1 of each backbone's DEFAULT weights "
             '(`get_model_weights(arch).DEFAULT.meta["_metrics"]`), not measured here.',
             table(
