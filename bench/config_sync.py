@@ -38,16 +38,21 @@ def in_sync(current: Any, derived: Any) -> bool:
     return abs(current - derived) <= TOLERANCE * abs(derived)
 
 
+def effective(context: dict[str, Any], stage: str) -> dict[str, Any]:
+    """A stage's values as the app reads them: the defaults, then the stage's overrides."""
+    return {**context[DEFAULTS_KEY], **context[STAGES_KEY].get(stage, {})}
+
+
 def differences(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> list[str]:
     """One line per stage and key whose effective cdk.json value is not the derived one."""
     lines = []
     for stage, values in derived.items():
-        effective = {**context[DEFAULTS_KEY], **context[STAGES_KEY].get(stage, {})}
+        current = effective(context, stage)
         for key in CONFIG_KEYS:
-            if not in_sync(effective.get(key), values[key]):
-                lines.append(f"{stage}.{key}: cdk.json {effective.get(key)!r}, derived {values[key]!r}")
+            if not in_sync(current.get(key), values[key]):
+                lines.append(f"{stage}.{key}: cdk.json {current.get(key)!r}, derived {values[key]!r}")
         # The image tag is a version, not derived, but its build must match the instance's kind.
-        kind, tag = values.get("inference_image_kind"), effective.get("inference_image_tag", "")
+        kind, tag = values.get("inference_image_kind"), current.get("inference_image_tag", "")
         if kind and f"-{kind}-" not in tag:
             lines.append(
                 f"{stage}.inference_image_tag: cdk.json {tag!r} is not a -{kind}- image, which "
@@ -65,8 +70,7 @@ def apply(context: dict[str, Any], derived: dict[str, dict[str, Any]]) -> dict[s
     context = json.loads(json.dumps(context))
     defaults, stages = context[DEFAULTS_KEY], context[STAGES_KEY]
     for key in CONFIG_KEYS:
-        effective = {stage: {**defaults, **stages.get(stage, {})}.get(key) for stage in derived}
-        if all(in_sync(effective[stage], values[key]) for stage, values in derived.items()):
+        if all(in_sync(effective(context, stage).get(key), values[key]) for stage, values in derived.items()):
             continue
         if DEFAULT_STAGE in derived and key not in stages.get(DEFAULT_STAGE, {}):
             defaults[key] = derived[DEFAULT_STAGE][key]

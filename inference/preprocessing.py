@@ -102,11 +102,12 @@ def decode_image(
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels")
-    if image.format in ("JPEG", "MPO") and _more_scans_than_allowed(data):
+    is_jpeg = image.format in ("JPEG", "MPO")
+    if is_jpeg and _more_scans_than_allowed(data):
         raise ImageDecodeError(
             f"the JPEG has more than {MAX_JPEG_SCANS} scans; re-encode it as a normal JPEG"
         )
-    if min_side and image.format in ("JPEG", "MPO"):
+    if min_side and is_jpeg:
         image.draft("RGB", (min_side, min_side))
     try:
         image.load()

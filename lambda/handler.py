@@ -93,6 +93,10 @@ class Settings:
     connect_timeout_seconds: float
     max_attempts: int
     limits: Limits
+    # "on-demand", "provisioned-concurrency" or "snap-start", set by Lambda for the environment's life:
+    # a cold start a caller waited for is cold_start with "on-demand", the sign that provisioned
+    # concurrency is sized too small.
+    initialization_type: str
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
@@ -111,6 +115,7 @@ class Settings:
                 max_top_k=int(_number(env, "MAX_TOP_K", 20, 1, 1000, integer=True)),
                 default_top_k=DEFAULT_TOP_K,
             ),
+            initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "unknown"),
         )
 
 
@@ -143,10 +148,6 @@ def build_runtime_client(settings: Settings) -> Any:
 SETTINGS = Settings.from_environment()
 RUNTIME = build_runtime_client(SETTINGS)
 _cold_start = True
-# "on-demand", "provisioned-concurrency" or "snap-start", set by Lambda for the environment's life: a
-# cold start a caller waited for is cold_start with "on-demand", the sign that provisioned
-# concurrency is sized too small.
-INITIALIZATION_TYPE = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "unknown")
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     log: dict[str, Any] = {
         "request_id": request_id,
         "cold_start": _cold_start,
-        "initialization": INITIALIZATION_TYPE,
+        "initialization": SETTINGS.initialization_type,
         "event_kind": event_kind(event),
     }
     _cold_start = False

@@ -36,7 +36,7 @@ _OTHER_FORMATS = (
     (b"%PDF", "PDF"),
 )
 # What line-wrapping encoders put in base64 (`base64`, MIME: "\n" or "\r\n" every 76 characters).
-_BASE64_WHITESPACE = b" \t\n\r\v\f"
+BASE64_WHITESPACE = b" \t\n\r\v\f"
 # A JSON request is one small object; every value after the first needs a comma (nesting is bounded
 # by the parser's recursion limit), and base64 and data URLs have at most one. See _parse_json_body.
 MAX_JSON_COMMAS = 1000
@@ -213,7 +213,7 @@ def _b64decode(text: str, limits: Limits, *, what: str) -> bytes:
         # One bytes copy, not "".join(text.split()): "AB AB AB ..." split into millions of strings
         # (~150 MB for a 6 MB body). Non-ASCII text is not base64 (UnicodeEncodeError is a ValueError).
         try:
-            data = base64.b64decode(text.encode("ascii").translate(None, _BASE64_WHITESPACE), validate=True)
+            data = base64.b64decode(text.encode("ascii").translate(None, BASE64_WHITESPACE), validate=True)
         except (binascii.Error, ValueError):
             raise bad_request("invalid_base64", f"the {what} is not valid base64") from None
     if not data:

@@ -8,9 +8,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.constructs.alarms import alarm, notify_on_change
+from stacks.constructs.alarms import PERIOD, alarm, notify_on_change
 
-PERIOD = Duration.minutes(1)
 # Provisioned concurrency autoscaling reacts within minutes; only spillover that outlasts it means the
 # configured maximum is too small.
 SPILLOVER_PERIOD = Duration.minutes(5)

@@ -10,10 +10,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.constructs.alarms import ABOVE, alarm, notify_on_change
+from stacks.constructs.alarms import ABOVE, PERIOD, alarm, notify_on_change
 
 VARIANT_NAME = "AllTraffic"
-PERIOD = Duration.minutes(1)
 
 
 class EndpointAlarms(Construct):
