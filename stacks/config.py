@@ -27,6 +27,11 @@ SAGEMAKER_INVOKE_LIMIT_SECONDS = 60
 # Lambda's synchronous payload limit is 6 MB and a Function URL body arrives base64-encoded (4/3 larger);
 # serverless endpoints accept at most 4 MB per request. 4,000,000 raw bytes fits both.
 MAX_IMAGE_BYTES_LIMIT = 4_000_000
+# The model server (TorchServe) gives up this much before the Lambda's read timeout: the server then
+# answers the request itself (a 5xx the handler maps) instead of the client timing out and botocore
+# retrying into a worker that is still busy with it. TorchServe's timeout has whole-second resolution and
+# starts when a worker takes the request, so the margin covers the front's and the network's share.
+MODEL_SERVER_TIMEOUT_MARGIN_SECONDS = 2
 # Seconds added to the worst-case endpoint wait for the handler's own work (decode, validate, respond).
 LAMBDA_TIMEOUT_MARGIN_SECONDS = 3
 # botocore "standard" retry mode (botocore.retries.standard.ExponentialBackoff) sleeps up to
@@ -142,6 +147,11 @@ class StageConfig:
         return self.lambda_provisioned_concurrency_max > self.lambda_provisioned_concurrency
 
     @property
+    def model_server_timeout_seconds(self) -> int:
+        """TorchServe's response timeout: shorter than the caller's read timeout (see the margin's comment)."""
+        return self.endpoint_read_timeout_seconds - MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
+
+    @property
     def lambda_timeout_seconds(self) -> int:
         """Worst case of the handler's endpoint call, plus a margin.
 
@@ -247,7 +257,7 @@ _CHECKS: dict[str, Check] = {
     "lambda_provisioned_concurrency_max": _int(0, 1000),
     "lambda_provisioned_utilization_target": _fraction,
     "endpoint_connect_timeout_seconds": _int(1, 10),
-    "endpoint_read_timeout_seconds": _int(1, SAGEMAKER_INVOKE_LIMIT_SECONDS),
+    "endpoint_read_timeout_seconds": _int(MODEL_SERVER_TIMEOUT_MARGIN_SECONDS + 1, SAGEMAKER_INVOKE_LIMIT_SECONDS),
     "endpoint_max_attempts": _int(1, 5),
     "max_image_bytes": _int(1024, MAX_IMAGE_BYTES_LIMIT),
 }

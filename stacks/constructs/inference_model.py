@@ -14,6 +14,7 @@ from constructs import Construct
 from stacks.config import StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
 from stacks.constructs.log_group import stage_log_group
+from stacks.model_environment import model_environment
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -158,20 +159,7 @@ class InferenceModel(Construct):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image.image_uri,
                 model_data_url=config.model_data_url,
-                environment={
-                    # The SageMaker PyTorch toolkit loads code/inference.py from the artifact.
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                    # The model server gives up at the same time as the Lambda's read timeout, so a slow
-                    # request is not left running after the client has gone (both <= the 60 s invoke limit).
-                    "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(config.endpoint_read_timeout_seconds),
-                    # TorchServe's default is one worker per GPU (else per vCPU): on a GPU instance a
-                    # single worker would decode every JPEG on one core while the GPU idles. Each worker
-                    # gets a small intra-op pool: one pool per worker sized to the whole machine
-                    # oversubscribes the cores under load (docs/benchmarks.md, serving capacity).
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": str(config.inference_workers),
-                    "OMP_NUM_THREADS": str(config.inference_threads_per_worker),
-                },
+                environment=model_environment(config),
             ),
             # No outbound network from the container: the artifact is self-contained (contract), and
             # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.

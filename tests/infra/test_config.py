@@ -138,7 +138,9 @@ BAD_VALUES = [
     ("lambda_provisioned_concurrency_max", 1001, "must be an integer from 0 to 1000"),
     ("lambda_provisioned_utilization_target", 0.95, "must be a number from 0.1 to 0.9"),
     ("endpoint_connect_timeout_seconds", 0, "must be an integer from 1 to 10"),
-    ("endpoint_read_timeout_seconds", SAGEMAKER_INVOKE_LIMIT_SECONDS + 1, "must be an integer from 1 to 60"),
+    ("endpoint_read_timeout_seconds", SAGEMAKER_INVOKE_LIMIT_SECONDS + 1, "must be an integer from 3 to 60"),
+    # The model server's timeout is 2 s shorter and must stay at least 1 s.
+    ("endpoint_read_timeout_seconds", 2, "must be an integer from 3 to 60"),
     ("endpoint_max_attempts", 6, "must be an integer from 1 to 5"),
     ("max_image_bytes", 6_000_000, "must be an integer from 1024 to 4000000"),
 ]

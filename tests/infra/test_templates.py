@@ -244,9 +244,14 @@ def test_model_uses_the_pinned_inference_dlc_with_network_isolation(stages, stag
     image = container["Image"]["Fn::Join"][1]
     assert image[0] == {"Fn::FindInMap": ["DlcAccounts", {"Ref": "AWS::Region"}, "account"]}
     assert image[-1] == f"/pytorch-inference:{synth.config.inference_image_tag}"
-    assert container["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == str(
-        synth.config.endpoint_read_timeout_seconds
-    )
+    # The model server gives up before the Lambda's read timeout; TS_DEFAULT_RESPONSE_TIMEOUT is the one
+    # TorchServe applies (stacks/model_environment.py; read back from the real TorchServe in
+    # tests/serving/test_torchserve_settings.py).
+    server_timeout = synth.config.model_server_timeout_seconds
+    assert 1 <= server_timeout < synth.config.endpoint_read_timeout_seconds
+    assert container["Environment"]["TS_DEFAULT_RESPONSE_TIMEOUT"] == str(server_timeout)
+    assert container["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == str(server_timeout)
+    assert not any(name.startswith("SAGEMAKER_TS_") for name in container["Environment"])
     # The worker layout the benchmark derived reaches TorchServe (via the toolkit) and torch.
     assert container["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == str(synth.config.inference_workers)
     assert container["Environment"]["OMP_NUM_THREADS"] == str(synth.config.inference_threads_per_worker)
