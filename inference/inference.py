@@ -15,6 +15,11 @@ handler whose signature has room for it (sagemaker-inference >= 1.8, ``_run_hand
 counts parameters). Some sagemaker-pytorch-inference releases pass ``None`` instead, and the
 oldest pass nothing; ``context=None`` covers all three. The context is the only way to see the
 ``X-Amzn-SageMaker-Custom-Attributes`` header (``top_k=N``); without it ``top_k`` is the default.
+
+Logs: a rejected request (a 4xx) is one line, ``rejected request ID: STATUS CODE: MESSAGE``. The toolkit
+also logs every handler exception with its whole traceback (``Transformer.handle_error``: one record of
+18 lines' worth for a bad content type); for our own ``RequestError`` that record is dropped by a filter
+on the root logger, the toolkit's logger. A 5xx keeps the toolkit's traceback.
 """
 
 from __future__ import annotations
@@ -78,8 +83,31 @@ class RequestError(ToolkitError):
 
     def __init__(self, status_code: int, code: str, message: str) -> None:
         self.code = code
+        self.detail = message
         body = json.dumps({"error": {"code": code, "message": message}})
         super().__init__(status_code, body, HTTPStatus(status_code).phrase)
+
+
+# sagemaker_inference.transformer.Transformer.handle_error's record: logged on the root logger with the
+# model name and ``traceback.format_exc().splitlines()`` as its two arguments.
+_TOOLKIT_ERROR_RECORD = "Transform failed for model: %s. Error traceback: %s"
+_REQUEST_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?RequestError: ")
+
+
+class _RejectedRequestTraceFilter(logging.Filter):
+    """Drops the toolkit's traceback record for a ``RequestError``: it was logged as one line already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _TOOLKIT_ERROR_RECORD or not isinstance(record.args, tuple) or len(record.args) != 2:
+            return True
+        trace = record.args[1]
+        last = trace[-1] if isinstance(trace, list) and trace else ""
+        return not (isinstance(last, str) and _REQUEST_ERROR_LINE.match(last))
+
+
+_ROOT_FILTER = _RejectedRequestTraceFilter()
+if not any(isinstance(existing, _RejectedRequestTraceFilter) for existing in logging.getLogger().filters):
+    logging.getLogger().addFilter(_ROOT_FILTER)
 
 
 @dataclass(frozen=True)
@@ -142,8 +170,15 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
 
     network = build_model(config.arch, config.num_classes)
     # weights_only=True: a model.pt is data, and must not be able to run code when it is loaded.
-    state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
-    network.load_state_dict(state_dict)
+    try:
+        state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state_dict)
+    except Exception as exc:
+        # The first line a reader of the container log (or inference.check_artifact) sees.
+        raise RuntimeError(
+            f"{WEIGHTS_FILENAME} does not load as this model's state_dict ({config.arch}, "
+            f"{config.num_classes} classes, torch.load weights_only): {type(exc).__name__}: {exc}"
+        ) from exc
     network.to(device=device, dtype=dtype).eval()
     if device.type == "cuda":
         network.to(memory_format=torch.channels_last)
@@ -179,6 +214,14 @@ def serving_device(context: Any = None) -> torch.device:
 
 def input_fn(input_data: bytes | bytearray, content_type: str | None, context: Any = None) -> ImageRequest:
     """Check the content type, read ``top_k``, decode the image; a bad request is a :class:`RequestError`."""
+    try:
+        return _read_request(input_data, content_type, context)
+    except RequestError as error:
+        _log_rejection(error, context)
+        raise
+
+
+def _read_request(input_data: bytes | bytearray, content_type: str | None, context: Any) -> ImageRequest:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in SUPPORTED_CONTENT_TYPES:
         allowed = ", ".join(sorted(SUPPORTED_CONTENT_TYPES))
@@ -229,9 +272,11 @@ def predict_fn(request: ImageRequest, model: LoadedModel, context: Any = None) -
 def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -> tuple[str, str]:
     """``{"predictions": [{"breed", "index", "probability"}, ...], "model": {...}}`` as JSON."""
     if not accepts_json(accept):
-        raise RequestError(
+        error = RequestError(
             406, "not_acceptable", f"the response is {RESPONSE_CONTENT_TYPE}, not {accept[:100]!r}"
         )
+        _log_rejection(error, context)
+        raise error
     body = {"predictions": prediction.predictions, "model": prediction.model}
     return json.dumps(body), RESPONSE_CONTENT_TYPE
 
@@ -278,6 +323,20 @@ def _digest(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()[:12]
+
+
+def _log_rejection(error: RequestError, context: Any) -> None:
+    logger.info(
+        "rejected request %s: %d %s: %s", _request_id(context), error.status_code, error.code, error.detail
+    )
+
+
+def _request_id(context: Any) -> str:
+    """TorchServe's id of the request (its access and metrics logs use the same one), else ``-``."""
+    try:
+        return str(context.get_request_id(0))
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return "-"
 
 
 def _custom_attributes(context: Any) -> str | None:

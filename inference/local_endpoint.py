@@ -1,8 +1,17 @@
 """A local SageMaker endpoint: the model's handler functions behind the runtime's HTTP API, on loopback.
 
-    python -m inference.local_endpoint --model-dir DIR|model.tar.gz [--port 8080] [--name NAME]
+    python -m inference.local_endpoint --model-dir DIR|model.tar.gz [--server torchserve|inprocess]
+        [--stage dev] [--port 8080] [--name NAME]
 
-Two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
+The model runs in one of two servers:
+
+* ``torchserve``: the DLC's real serving stack (:mod:`inference.torchserve_container`: the SageMaker
+  PyTorch toolkit starting TorchServe 0.12 with the stage's Model environment from
+  ``stacks.model_environment``, the very dict the CDK stack deploys);
+* ``inprocess``: the handler functions called in this process by :mod:`inference.toolkit_emulation`
+  (fast; the parity tests tie it to the real stack).
+
+Either way the endpoint has two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
 
 * the container contract the PyTorch DLC implements: ``GET /ping``, ``POST /invocations``; handler
   errors come back as the toolkit sends them (status, ``message + "\\n" + traceback``);
@@ -13,7 +22,7 @@ Two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
   ``OriginalStatusCode``/``OriginalMessage``/``LogStreamArn``) when the model answers 4xx/5xx,
   ``ValidationError`` for an unknown endpoint name, ``ThrottlingException`` beyond
   ``--max-concurrency`` requests in flight, ``ModelError`` with ``OriginalStatusCode`` 0 when the
-  model takes longer than the invocation limit (60 s, as on SageMaker).
+  model takes longer than the invocation limit (60 s, as on SageMaker). Other methods get a 405.
 
 For tests and the demo, :class:`LocalEndpoint` starts and stops the same server in-process.
 """
@@ -33,14 +42,20 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import unquote
 
+from stacks import model_environment as stage_model
+
 from . import inference as default_handlers
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
+from .torchserve_container import TorchServeContainer
+
+SERVERS = ("torchserve", "inprocess")
 
 logger = logging.getLogger("inference.local_endpoint")
 
@@ -82,9 +97,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/ping":
-            self._send(200, b"", "text/plain")
+            self._send(self.server.endpoint.ping(), b"", "text/plain")
         else:
             self._service_error(404, "UnknownOperationException", "Unknown operation")
+
+    def _method_not_allowed(self) -> None:
+        # Read and drop any body, so the kept-alive connection stays in step.
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) <= MAX_PAYLOAD_BYTES:
+            self.rfile.read(int(declared))
+        else:
+            self.close_connection = True
+        allowed = "GET" if self.path == "/ping" else "POST"
+        body = json.dumps({"message": f"method {self.command} is not allowed here; use {allowed}"}).encode()
+        headers = {"Allow": allowed, "x-amzn-ErrorType": "MethodNotAllowedException:"}
+        self._send(405, body, "application/json", headers)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+
+    def do_HEAD(self) -> None:
+        self.close_connection = True
+        self.send_response(405)
+        self.send_header("Allow", "GET, POST")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self) -> None:
         declared = (self.headers.get("Content-Length") or "0").strip()
@@ -138,6 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return ContainerResponse(0, _TIMED_OUT.encode(), "text/plain")
             if endpoint.delay_seconds:
                 time.sleep(endpoint.delay_seconds)
+            if isinstance(endpoint.toolkit, TorchServeContainer):
+                limit = time_limit if time_limit is not None else INVOCATION_TIMEOUT_SECONDS
+                return endpoint.toolkit.invoke(body, dict(self.headers.items()), timeout=limit)
             return endpoint.toolkit.invoke(body, dict(self.headers.items()))
         finally:
             endpoint.slots.release()
@@ -219,7 +258,10 @@ class LocalEndpoint:
     ``max_concurrency`` (None: unlimited) answers ``ThrottlingException`` beyond that many requests
     in flight; ``delay_seconds`` holds every request that long first (a slow endpoint), and one held
     ``invocation_timeout_seconds`` or longer gets SageMaker's timeout, a ``ModelError`` with status 0;
-    ``handlers`` swaps the module whose ``model_fn/input_fn/predict_fn/output_fn`` are served.
+    ``handlers`` swaps the module whose ``model_fn/input_fn/predict_fn/output_fn`` are served (in-process).
+
+    ``server="torchserve"`` serves the model with the DLC's TorchServe and toolkit instead, with the
+    ``stage``'s SageMaker Model environment (``environment`` replaces it, for tests that need another).
     """
 
     def __init__(
@@ -232,9 +274,17 @@ class LocalEndpoint:
         delay_seconds: float = 0.0,
         invocation_timeout_seconds: float = INVOCATION_TIMEOUT_SECONDS,
         handlers: ModuleType | SimpleNamespace = default_handlers,
+        server: str = "inprocess",
+        stage: str = "dev",
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if server not in SERVERS:
+            raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
+        self.server = server
+        self.stage = stage
+        self._environment = environment
         self.model_source = str(model_dir)
         self.model_dir = self.model_source
         self._extracted: tempfile.TemporaryDirectory[str] | None = None
@@ -246,7 +296,7 @@ class LocalEndpoint:
         self._handlers = handlers
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.toolkit: ToolkitEmulation
+        self.toolkit: ToolkitEmulation | TorchServeContainer
 
     @property
     def port(self) -> int:
@@ -263,7 +313,10 @@ class LocalEndpoint:
         if self.model_source.endswith((".tar.gz", ".tgz")):
             self._extracted = tempfile.TemporaryDirectory(prefix="local-endpoint-model-")
             self.model_dir = extract_model_archive(self.model_source, self._extracted.name)
-        self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
+        if self.server == "torchserve":
+            self.toolkit = TorchServeContainer(self.model_dir, self.model_environment()).start()
+        else:
+            self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
         self._server = _Server((LOOPBACK, self._requested_port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"endpoint-{self.name}", daemon=True
@@ -281,9 +334,26 @@ class LocalEndpoint:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if isinstance(getattr(self, "toolkit", None), TorchServeContainer):
+            self.toolkit.stop()
         if self._extracted is not None:
             self._extracted.cleanup()
             self._extracted = None
+
+    def model_environment(self) -> dict[str, str]:
+        """The container environment TorchServe runs with: the stage's SageMaker Model ``Environment``."""
+        if self._environment is not None:
+            return dict(self._environment)
+        return stage_model.model_environment(stage_model.stage_config_from_cdk_json(self.stage))
+
+    def ping(self) -> int:
+        """What the container's ``/ping`` answers (the in-process server is healthy once loaded)."""
+        if isinstance(self.toolkit, TorchServeContainer):
+            try:
+                return self.toolkit.ping()
+            except OSError:
+                return 503
+        return 200
 
     def client_environment(self) -> dict[str, str]:
         """Environment for a boto3 ``sagemaker-runtime`` client to reach this endpoint."""
@@ -341,6 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model-dir", required=True, help="the training output: model.pt + model_config.json"
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="torchserve",
+        help="torchserve: the DLC's TorchServe + toolkit (needs requirements-serving.txt and Java 17+); "
+        "inprocess: the handler functions in this process",
+    )
+    parser.add_argument(
+        "--stage", default="dev", help="the cdk.json stage whose SageMaker Model environment TorchServe gets"
+    )
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument(
         "--name", default="local", help="endpoint name accepted on /endpoints/{name}/invocations"
@@ -361,10 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         max_concurrency=args.max_concurrency,
         delay_seconds=args.delay_seconds,
+        server=args.server,
+        stage=args.stage,
     ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    print(f"endpoint {endpoint.name!r} serving on {endpoint.url}", flush=True)
+    print(f"endpoint {endpoint.name!r} ({endpoint.server}) serving on {endpoint.url}", flush=True)
     print(f"  AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}", flush=True)
     try:
         stopped.wait()

@@ -10,10 +10,13 @@ process, so the local endpoint answers exactly what the container would.
 from __future__ import annotations
 
 import traceback
+import uuid
 from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 
 from . import inference as default_handlers
+
+ERROR_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,11 @@ class ToolkitEmulation:
         accept = lowered.get("accept") or "application/json"
         if accept == "*/*":
             accept = "application/json"
-        context = SimpleNamespace(request_processor=[_RequestProperties(dict(headers))])
+        request_id = str(uuid.uuid4())
+        context = SimpleNamespace(
+            request_processor=[_RequestProperties(dict(headers))],
+            get_request_id=lambda idx=0: request_id,
+        )
         handlers = self.handlers
         try:
             data = handlers.input_fn(body, content_type, context)
@@ -71,5 +78,6 @@ class ToolkitEmulation:
 
     @staticmethod
     def _error(status: int, message: str) -> ContainerResponse:
+        # TorchServe sends the toolkit's error text without a content type of its own.
         text = f"{message}\n{traceback.format_exc()}"
-        return ContainerResponse(status, text.encode(), "text/plain")
+        return ContainerResponse(status, text.encode(), ERROR_CONTENT_TYPE)

@@ -148,7 +148,7 @@ class StageConfig:
 
     @property
     def model_server_timeout_seconds(self) -> int:
-        """TorchServe's response timeout: shorter than the caller's read timeout (see the margin's comment)."""
+        """TorchServe's response timeout: shorter than the caller's read timeout (see the margin)."""
         return self.endpoint_read_timeout_seconds - MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
 
     @property
@@ -257,7 +257,9 @@ _CHECKS: dict[str, Check] = {
     "lambda_provisioned_concurrency_max": _int(0, 1000),
     "lambda_provisioned_utilization_target": _fraction,
     "endpoint_connect_timeout_seconds": _int(1, 10),
-    "endpoint_read_timeout_seconds": _int(MODEL_SERVER_TIMEOUT_MARGIN_SECONDS + 1, SAGEMAKER_INVOKE_LIMIT_SECONDS),
+    "endpoint_read_timeout_seconds": _int(
+        MODEL_SERVER_TIMEOUT_MARGIN_SECONDS + 1, SAGEMAKER_INVOKE_LIMIT_SECONDS
+    ),
     "endpoint_max_attempts": _int(1, 5),
     "max_image_bytes": _int(1024, MAX_IMAGE_BYTES_LIMIT),
 }

@@ -91,3 +91,13 @@ def endpoint(artifact_dir: Path) -> Iterator[LocalEndpoint]:
 @pytest.fixture(scope="session")
 def class_names(artifact_dir: Path) -> list[str]:
     return json.loads((artifact_dir / "model_config.json").read_text())["class_names"]
+
+
+@pytest.fixture(scope="session")
+def torchserve_endpoint(artifact_dir: Path) -> Iterator[LocalEndpoint]:
+    """The artifact served by the DLC's real stack (toolkit + TorchServe 0.12, Java), dev's environment.
+
+    One per test session: four workers take 20-40 s to load on two cores.
+    """
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME, server="torchserve", stage="dev") as running:
+        yield running

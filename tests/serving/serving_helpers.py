@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import time
 from types import ModuleType, SimpleNamespace
+
+import boto3
+from botocore.config import Config
 
 from inference.local_invoke import load_prediction_handler
 
@@ -93,3 +97,22 @@ def call(api, event, context=LAMBDA_CONTEXT) -> tuple[int, dict, dict]:
 def last_log(capsys) -> dict:
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     return json.loads(lines[-1])
+
+
+def runtime_client(url: str):
+    """A real boto3 sagemaker-runtime client aimed at the local endpoint the documented way."""
+    env = {
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": url,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        return boto3.client(
+            "sagemaker-runtime", config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
+        )
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)

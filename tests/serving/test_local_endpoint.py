@@ -14,35 +14,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 import sample_images as images
-from botocore.config import Config
-from serving_helpers import ENDPOINT_NAME, wait_until_every_slot_is_taken
+from serving_helpers import ENDPOINT_NAME, runtime_client, wait_until_every_slot_is_taken
 
 from inference import local_invoke
 from inference.local_endpoint import LocalEndpoint, extract_model_archive
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def runtime_client(url: str):
-    """A real boto3 sagemaker-runtime client aimed at the local endpoint the documented way."""
-    env = {
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": url,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        return boto3.client(
-            "sagemaker-runtime", config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        )
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
 def http(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
