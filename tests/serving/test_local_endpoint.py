@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import sample_images as images
 from serving_helpers import ENDPOINT_NAME, runtime_client, wait_until_every_slot_is_taken
@@ -125,7 +127,18 @@ def test_beyond_max_concurrency_is_throttling(artifact_dir):
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
 
 
-def test_command_line_serves_until_sigterm(artifact_dir):
+def torchserve_processes() -> set[int]:
+    found = set()
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if "org.pytorch.serve.ModelServer" in (process.info["cmdline"] or []):
+                found.add(process.pid)
+    return found
+
+
+@pytest.mark.parametrize("server", ["inprocess", "torchserve"])
+def test_command_line_serves_until_sigterm(artifact_dir, server):
+    before = torchserve_processes()
     process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
         [
             *(
@@ -137,7 +150,7 @@ def test_command_line_serves_until_sigterm(artifact_dir):
                 "--port",
                 "0",
             ),
-            *("--name", "cli-endpoint", "--log-level", "WARNING"),
+            *("--name", "cli-endpoint", "--log-level", "WARNING", "--server", server),
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -153,9 +166,24 @@ def test_command_line_serves_until_sigterm(artifact_dir):
             EndpointName="cli-endpoint", ContentType="image/jpeg", Body=images.jpeg()
         )
         assert len(json.loads(response["Body"].read())["predictions"]) == 5
+        assert f"({server})" in first_line
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=60) == 0
+    # Stopping the endpoint stops TorchServe's JVM (and its workers) with it.
+    assert torchserve_processes() == before
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405_with_a_json_answer(endpoint, method):
+    for path in ("/invocations", f"/endpoints/{ENDPOINT_NAME}/invocations", "/ping"):
+        status, body, headers = http(f"{endpoint.url}{path}", method, b"{}", {"Content-Type": "image/jpeg"})
+        assert status == 405, path
+        assert headers["Allow"] == ("GET" if path == "/ping" else "POST")
+        assert headers["Content-Type"] == "application/json"
+        assert method in json.loads(body)["message"]
+    # The connection's body was consumed: the endpoint still serves.
+    assert http(f"{endpoint.url}/ping")[0] == 200
 
 
 def test_local_invoke_classifies_through_the_lambda_handler(artifact_dir, tmp_path, capsys, class_names):

@@ -1,4 +1,8 @@
-"""lambda/handler.py against the local endpoint through real boto3: each event kind, 200 and 4xx rows."""
+"""lambda/handler.py against the local endpoint through real boto3: each event kind, 200 and 4xx rows.
+
+Every test here runs twice: against the in-process server and against the DLC's real TorchServe + toolkit,
+so the status table of the API is proven on the stack production runs.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,20 @@ from pathlib import Path
 import prediction_request
 import pytest
 import sample_images as images
-from serving_helpers import b64, call, json_event, last_log, load_handler, url_event
+from serving_helpers import ENDPOINT_NAME, b64, call, json_event, last_log, load_handler, url_event
+
+from inference.local_endpoint import LocalEndpoint
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
+
+
+@pytest.fixture(scope="module", params=["inprocess", "torchserve"])
+def endpoint(request, artifact_dir):
+    if request.param == "torchserve":
+        yield request.getfixturevalue("torchserve_endpoint")  # one per session: its start is slow
+        return
+    with LocalEndpoint(artifact_dir, name=ENDPOINT_NAME) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
