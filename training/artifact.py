@@ -10,8 +10,9 @@ The container (torch 2.6) is older than the training image, so the weights are a
 no pickled classes, no DDP ``module.`` or ``torch.compile`` ``_orig_mod.`` prefixes, standard
 (contiguous) layouts.
 
-``python -m training.artifact --model-dir OUT --output model.tar.gz`` checks an artifact directory
-and packs it; ``--check-only`` just checks.
+``python -m training.artifact --model-dir OUT --output model.tar.gz`` checks an artifact directory,
+packs it, then serves the archive once through the DLC's TorchServe (``inference.check_artifact``;
+``--serve-check`` picks the server or ``none``); ``--check-only`` just checks that it loads.
 """
 
 from __future__ import annotations
@@ -124,11 +125,32 @@ def package(model_dir: Path, output: Path) -> Path:
     return output
 
 
+def serve_check(archive: Path, server: str = "auto") -> None:
+    """Serve the packed archive once the way the endpoint will (``inference.check_artifact``)."""
+    from inference.check_artifact import ArtifactCheckFailed, check_artifact, serving_stack_available
+
+    if server == "auto":
+        server = "torchserve" if serving_stack_available() else "inprocess"
+    try:
+        result = check_artifact(archive, server=server)
+    except ArtifactCheckFailed as exc:
+        raise ArtifactError(f"{archive} does not serve: {exc}") from None
+    top = result.predictions[0]
+    print(f"{archive} serves ({result.server}): one prediction, top class {top['breed']!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.artifact", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True, type=Path, help="directory that training wrote")
     parser.add_argument("--output", type=Path, help="model.tar.gz to write")
     parser.add_argument("--check-only", action="store_true", help="only check that the artifact loads")
+    parser.add_argument(
+        "--serve-check",
+        choices=("auto", "torchserve", "inprocess", "none"),
+        default="auto",
+        help="after packing, serve model.tar.gz once with inference.check_artifact (auto: the DLC's "
+        "TorchServe where the serving stack and Java are installed, else the handler in-process)",
+    )
     args = parser.parse_args(argv)
     if not args.output and not args.check_only:
         parser.error("give --output FILE or --check-only")
@@ -138,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.output:
             path = package(args.model_dir, args.output)
             print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+            if args.serve_check != "none":
+                serve_check(path, args.serve_check)
     except ArtifactError as exc:
         raise SystemExit(f"training.artifact: {exc}") from None
 

@@ -198,7 +198,12 @@ def build_parser_launch() -> argparse.ArgumentParser:
     job.add_argument("-H", "--hyperparameter", action="append", default=[], metavar="KEY=VALUE",
                      help="a training.train option for the job, e.g. -H epochs=30 -H arch=resnet101 "
                      f"(defaults: {DEFAULT_HYPERPARAMETERS})")  # fmt: skip
-    job.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    job.add_argument(
+        "--wait",
+        action="store_true",
+        help="stream the job's logs until it ends, then serve its model.tar.gz once through the DLC's "
+        "TorchServe (inference.check_artifact): a job whose artifact does not serve exits non-zero",
+    )
     job.add_argument(
         "--dry-run", action="store_true", help="print the CreateTrainingJob request; call no AWS API"
     )
@@ -358,6 +363,21 @@ def submit(job: JobPlan) -> str:
     return job.job_name
 
 
+def verify_artifact(model_data_url: str) -> None:
+    """Serve the finished job's artifact once, before anyone deploys it; LaunchError when it does not serve.
+
+    The DLC's TorchServe where this machine has the serving stack and Java, else the handler in-process.
+    """
+    from inference.check_artifact import ArtifactCheckFailed, check_artifact, serving_stack_available
+
+    server = "torchserve" if serving_stack_available() else "inprocess"
+    try:
+        result = check_artifact(model_data_url, server=server)
+    except ArtifactCheckFailed as exc:
+        raise LaunchError(f"the job finished, but {model_data_url} does not serve: {exc}") from None
+    print(f"{model_data_url} serves ({result.server}): inference.check_artifact passed")
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
     args = build_parser_launch().parse_args(argv)
     try:
@@ -373,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
         name = submit(job)
         output = s3_uri(job.target.bucket, job.target.output_prefix, name)
         print(f"started training job {name} in {job.region}; artifacts under {output}")
+        if args.wait:
+            verify_artifact(f"{output}/output/model.tar.gz")
         return name
     except LaunchError as exc:
         raise SystemExit(f"training.launch: {exc}") from None

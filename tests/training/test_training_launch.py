@@ -175,3 +175,34 @@ def test_source_bundle_runs_the_training_entry_point_from_its_own_directory(tmp_
     )
     assert proc.returncode == 0, proc.stderr
     assert "--data-dir" in proc.stdout
+
+
+def test_a_waited_job_is_followed_by_a_serve_check_of_its_artifact(offline, monkeypatch, capsys):
+    from inference import check_artifact
+
+    checked = []
+    monkeypatch.setattr(launch, "submit", lambda job: job.job_name)
+    monkeypatch.setattr(check_artifact, "serving_stack_available", lambda: False)
+
+    def serves(url, server):
+        checked.append((url, server))
+        return check_artifact.CheckResult(server=server, predictions=[{"breed": "a", "index": 0}])
+
+    monkeypatch.setattr(check_artifact, "check_artifact", serves)
+    assert launch.main([*FLAGS, "--wait"]) == "job-1"
+    [(url, server)] = checked
+    assert url.startswith("s3://dogbreed-dev-data/") and url.endswith("/job-1/output/model.tar.gz")
+    assert server == "inprocess"  # no serving stack here (patched): the handler in-process
+    assert "serves (inprocess)" in capsys.readouterr().out
+
+    def does_not_serve(url, server):
+        raise check_artifact.ArtifactCheckFailed("model_fn failed: KeyError")
+
+    monkeypatch.setattr(check_artifact, "check_artifact", does_not_serve)
+    with pytest.raises(SystemExit, match=r"the job finished, but s3://.*model\.tar\.gz does not serve"):
+        launch.main([*FLAGS, "--wait"])
+    # Without --wait the job is still running: nothing to check yet.
+    checked.clear()
+    monkeypatch.setattr(check_artifact, "check_artifact", serves)
+    launch.main(FLAGS)
+    assert checked == []
