@@ -6,7 +6,7 @@
 Unpacks the artifact as SageMaker does, starts the DLC's toolkit + TorchServe on it with the stage's
 Model environment (one worker: the question is whether the artifact loads and answers, not how fast), and
 sends one image through ``POST /invocations``. Exit 0 only when the answer is a 200 with predictions
-naming the artifact's classes.
+naming the artifact's classes; 1 when it does not serve; 2 when TorchServe cannot start here (no Java).
 
 Why before ``cdk deploy``: a ``model.pt`` that fails to load crash-loops TorchServe's worker while
 TorchServe's ``/ping`` keeps answering 200 ("Healthy") for ``maxRetryTimeoutInSec`` (300 s), so
@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactCheckFailed as exc:
         print(f"check_artifact: {args.source} does not serve: {exc}", file=sys.stderr)
         return 1
+    except JavaNotFound as exc:  # nothing was learnt about the artifact: a different exit status
+        print(f"check_artifact: cannot start TorchServe: {exc} (or use --server inprocess)", file=sys.stderr)
+        return 2
     top = result.predictions[0]
     print(
         f"check_artifact: {args.source} serves ({result.server}): top class {top['breed']!r} "
