@@ -2,7 +2,8 @@
 
 The PyTorch inference container runs TorchServe, whose handler service hands every request to
 ``sagemaker_inference.transformer.Transformer.transform(data, context)``. This test runs that exact
-class (sagemaker-inference, pinned in requirements-dev.txt) in a fresh interpreter with only the
+class (the sagemaker_inference copy inside sagemaker-pytorch-inference 2.0.25, as in the DLC; pinned in
+requirements-serving.txt) in a fresh interpreter with only the
 artifact's ``code/`` on the path, and a stand-in for TorchServe's ``Context`` (the attributes the
 toolkit touches). It shows that the custom-attributes header reaches ``input_fn`` through the
 context, per request, and that bad requests become the intended status codes.
