@@ -1,6 +1,6 @@
 """What the serving path adds to a prediction: Lambda handler -> boto3 -> HTTP -> handlers -> model.
 
-One process, one image, five ways of getting its top-5, interleaved (see :mod:`bench.timing`):
+One image, five ways of getting its top-5 in this process, interleaved (see :mod:`bench.timing`):
 
 ``bare``      decode (draft) + evaluation preset + forward + softmax/top-k, straight calls: the floor.
 ``handlers``  ``input_fn -> predict_fn -> output_fn`` as the toolkit runs them (no HTTP).
@@ -8,18 +8,34 @@ One process, one image, five ways of getting its top-5, interleaved (see :mod:`b
 ``boto3``     ``sagemaker-runtime.invoke_endpoint`` against the local endpoint (SigV4, botocore).
 ``lambda``    ``handler.handler(event)`` with a Function URL event (base64 body): the whole path.
 
+Those run against the in-process endpoint (``server="inprocess"``, the toolkit emulation). Beside
+them, the same artifact served by the DLC's real stack (``server="torchserve"``: the SageMaker
+PyTorch toolkit starting TorchServe 0.12) with one worker and the same number of intra-op threads,
+so that the difference is what TorchServe and the toolkit add, not a worker layout:
+
+``torchserve``         ``POST /invocations`` straight to TorchServe's port (keep-alive), as
+                       SageMaker's front calls the container.
+``lambda_torchserve``  the Lambda handler -> boto3 -> runtime front -> TorchServe: the path
+                       production runs, and the one the target ratio is judged on when measured.
+
+Where the serving stack is not installed (``inference.check_artifact.serving_stack_available``)
+those two paths are skipped with a note in the results.
+
 The model is the default backbone with random weights, packed by ``training.artifact`` exactly as
-training packs a trained one, and served by ``inference.local_endpoint.LocalEndpoint``. Component
-costs that the end-to-end numbers cannot separate (base64, SigV4 payload hash, botocore's own
-work) are timed on their own with many iterations.
+training packs a trained one, and served by ``inference.local_endpoint.LocalEndpoint``. Every path
+must answer the same top-5 as ``bare`` (checked once per image before timing). Component costs
+that the end-to-end numbers cannot separate (base64, SigV4 payload hash, botocore's own work) are
+timed on their own with many iterations.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import http.client
+import json
 import os
 import sys
 import tempfile
@@ -45,6 +61,35 @@ NUM_CLASSES = 133
 IMAGE_SIZE = 224
 TARGET_RATIO = 1.15
 PATHS = ("bare", "handlers", "http", "boto3", "lambda")
+TORCHSERVE_PATHS = ("torchserve", "lambda_torchserve")
+# The target ratio is judged on the production path where the run has it, else on the in-process one.
+PRODUCTION_PATH = "lambda_torchserve"
+INPROCESS_PATH = "lambda"
+# Untimed requests sent to a freshly started TorchServe before any timing: its Java frontend starts
+# interpreted and speeds up as the JIT compiles its hot paths (in a development run the frontend's
+# CPU per request fell from about 17 ms to 6-8 ms over the first 200 requests). A long-running
+# endpoint is past that; the two untimed rounds of bench.timing.interleaved are not.
+TORCHSERVE_WARMUP_REQUESTS = 50
+# What TorchServe adds, per repeat: (label, the TorchServe path, the in-process path it replaces).
+TORCHSERVE_COMPARISONS = (
+    ("torchserve vs handlers", "torchserve", "handlers"),
+    ("lambda_torchserve vs lambda", "lambda_torchserve", "lambda"),
+)
+
+
+def judged_path(entry: dict[str, Any]) -> str:
+    """The path an image's result is judged on: the production path when measured (older results lack it)."""
+    return PRODUCTION_PATH if PRODUCTION_PATH in entry.get("ratio_vs_bare", {}) else INPROCESS_PATH
+
+
+def torchserve_environment(threads: int, stage: str = "dev") -> dict[str, str]:
+    """The stage's SageMaker Model environment with one worker of ``threads`` intra-op threads."""
+    from stacks.model_environment import model_environment, stage_config_from_cdk_json
+
+    config = dataclasses.replace(
+        stage_config_from_cdk_json(stage), inference_workers=1, inference_threads_per_worker=threads
+    )
+    return model_environment(config)
 
 
 def write_random_artifact(model_dir: Path, arch: str, num_classes: int = NUM_CLASSES) -> Path:
@@ -128,43 +173,157 @@ def run(
     component_iterations: int = 50,
     images: dict[str, bytes] | None = None,
     log: Callable[[str], None] = print,
+    torchserve: bool = True,
+    torchserve_warmup: int = TORCHSERVE_WARMUP_REQUESTS,
 ) -> dict[str, Any]:
+    """Every path for every image; ``torchserve=False`` measures the in-process paths only."""
     from inference.local_endpoint import LocalEndpoint
 
     images = images or {"phone": photo_jpeg(), "small": photo_jpeg((640, 480), seed=1)}
     resize = resize_size_for(IMAGE_SIZE)
+    threads = torch.get_num_threads()
     out: dict[str, Any] = {
         "arch": arch,
         "repeats": repeats,
         "target_ratio": TARGET_RATIO,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "images": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         model_dir = write_random_artifact(Path(tmp) / "model", arch)
         with LocalEndpoint(str(model_dir), name=ENDPOINT_NAME) as endpoint:
             module = load_prediction_handler(endpoint.url, ENDPOINT_NAME)
-            with patched_environ(endpoint.client_environment()):
-                import boto3
-
-                runtime = boto3.client("sagemaker-runtime")
+            runtime = _runtime_client(endpoint)
             loaded = endpoint.toolkit.model
-            connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=60)
-            for name, image in images.items():
-                out["images"][name] = _measure_image(
-                    image, loaded, endpoint, connection, runtime, module, resize, repeats
-                )
-                entry = out["images"][name]
-                log(
-                    f"  {name}: bare {entry['ms']['bare']['median']:.1f} ms, lambda path "
-                    f"{entry['ms']['lambda']['median']:.1f} ms, ratio "
-                    f"{entry['ratio_vs_bare']['lambda']['median']:.3f}"
-                )
-            connection.close()
+            with contextlib.ExitStack() as served:
+                real = _start_torchserve(model_dir, threads, torchserve, served, log)
+                out["torchserve"] = real.pop("facts")
+                connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=60)
+                served.callback(connection.close)
+                for index, (name, image) in enumerate(images.items()):
+                    extra = {path: make(image) for path, make in real.items()}  # TorchServe's, if up
+                    if extra and index == 0:
+                        _warm_up(extra["torchserve"], torchserve_warmup, out["torchserve"], log)
+                    out["images"][name] = _measure_image(
+                        image, loaded, endpoint, connection, runtime, module, resize, repeats, extra
+                    )
+                    _log_image(name, out["images"][name], log)
+            # TorchServe is stopped (its JVM idle no more) before the component micro-benchmarks.
             out["components"] = {
                 name: component_costs(image, module, component_iterations) for name, image in images.items()
             }
     return out
+
+
+def _runtime_client(endpoint: Any) -> Any:
+    with patched_environ(endpoint.client_environment()):
+        import boto3
+
+        return boto3.client("sagemaker-runtime")
+
+
+def _start_torchserve(
+    model_dir: Path, threads: int, wanted: bool, stack: contextlib.ExitStack, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The TorchServe paths' call factories (image -> call) and ``facts`` about the server, or a note.
+
+    One worker with ``threads`` intra-op threads (OMP_NUM_THREADS): the in-process endpoint runs the
+    forward pass on one thread of this process with the same pool, so the comparison is of servers,
+    not of worker layouts.
+    """
+    from inference.check_artifact import serving_stack_available
+    from inference.local_endpoint import LocalEndpoint
+
+    if not wanted:
+        return {"facts": {"skipped": "not requested (torchserve=False)"}}
+    if not serving_stack_available():
+        note = (
+            "the serving stack is not installed here (requirements-serving.txt and Java 17+, see "
+            "inference.check_artifact.serving_stack_available): TorchServe paths not measured"
+        )
+        log(f"  note: {note}")
+        return {"facts": {"skipped": note}}
+    environment = torchserve_environment(threads)
+    started = time.perf_counter()
+    try:
+        endpoint = stack.enter_context(
+            LocalEndpoint(
+                str(model_dir),
+                name=ENDPOINT_NAME,
+                server="torchserve",
+                environment=environment,
+            )
+        )
+    except Exception as exc:  # the in-process paths are still worth having; the report says what failed
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        log(f"  TorchServe did not start, its paths are not measured: {error}")
+        return {"facts": {"error": error}}
+    start_seconds = time.perf_counter() - started
+    description = endpoint.toolkit.describe_model()
+    facts = {
+        "workers": len(description.get("workers", [])),
+        "threads_per_worker": threads,
+        "start_seconds": round(start_seconds, 1),
+        "environment": {
+            key: environment[key] for key in ("SAGEMAKER_MODEL_SERVER_WORKERS", "OMP_NUM_THREADS")
+        },
+    }
+    log(
+        f"  TorchServe up in {start_seconds:.0f} s: {facts['workers']} worker(s) x {threads} thread(s) "
+        f"on port {endpoint.toolkit.port}"
+    )
+    module = load_prediction_handler(endpoint.url, ENDPOINT_NAME)
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.toolkit.port, timeout=60)
+    stack.callback(connection.close)
+    return {
+        "facts": facts,
+        "torchserve": lambda image: _post_invocations(connection, image),
+        "lambda_torchserve": lambda image: _lambda_call(
+            module, function_url_event(image, "image/jpeg", top_k=5)
+        ),
+    }
+
+
+def _warm_up(
+    call: Callable[[], object], requests: int, facts: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """``requests`` untimed requests through TorchServe (its JIT warm-up, see TORCHSERVE_WARMUP_REQUESTS)."""
+    started = time.perf_counter()
+    for _ in range(requests):
+        call()
+    facts["warmup_requests"] = requests
+    facts["warmup_seconds"] = round(time.perf_counter() - started, 1)
+    log(f"  TorchServe warmed up with {requests} requests in {facts['warmup_seconds']:.0f} s")
+
+
+def _post_invocations(connection: http.client.HTTPConnection, image: bytes) -> Callable[[], bytes]:
+    """``POST /invocations`` on a kept-alive connection, as SageMaker's front calls the container."""
+
+    def call() -> bytes:
+        connection.request("POST", "/invocations", body=image, headers={"Content-Type": "image/jpeg"})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(body[:200])
+        return body
+
+    return call
+
+
+def _log_image(name: str, entry: dict[str, Any], log: Callable[[str], None]) -> None:
+    ms, ratios = entry["ms"], entry["ratio_vs_bare"]
+    text = (
+        f"  {name}: bare {ms['bare']['median']:.1f} ms, lambda path {ms['lambda']['median']:.1f} ms, "
+        f"ratio {ratios['lambda']['median']:.3f}"
+    )
+    if PRODUCTION_PATH in ms:
+        added = entry["torchserve_added_ms"]["torchserve vs handlers"]
+        text += (
+            f"; torchserve {ms['torchserve']['median']:.1f} ms ({added['median']:+.2f} ms vs handlers), "
+            f"lambda_torchserve {ms[PRODUCTION_PATH]['median']:.1f} ms, ratio "
+            f"{ratios[PRODUCTION_PATH]['median']:.3f}"
+        )
+    log(text)
 
 
 def _measure_image(
@@ -176,6 +335,7 @@ def _measure_image(
     module: Any,
     resize: int,
     repeats: int,
+    extra: dict[str, Callable[[], object]] | None = None,
 ) -> dict[str, Any]:
     def bare() -> list[int]:
         tensor = loaded.transform(decode_image(image, min_side=resize)).unsqueeze(0)
@@ -188,14 +348,6 @@ def _measure_image(
             raise RuntimeError(response.body[:200])
         return response.body
 
-    def raw_http() -> bytes:
-        connection.request("POST", "/invocations", body=image, headers={"Content-Type": "image/jpeg"})
-        response = connection.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(body[:200])
-        return body
-
     def boto() -> bytes:
         response = runtime.invoke_endpoint(
             EndpointName=ENDPOINT_NAME,
@@ -206,17 +358,20 @@ def _measure_image(
         )
         return response["Body"].read()
 
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "bare": bare,
         "handlers": handlers,
-        "http": raw_http,
+        "http": _post_invocations(connection, image),
         "boto3": boto,
         "lambda": _lambda_call(module, function_url_event(image, "image/jpeg", top_k=5)),
+        **(extra or {}),
     }
+    agree = check_top5(calls)
     samples = interleaved(calls, repeats=repeats, warmup=2)
     ms = {name: [s * 1000 for s in values] for name, values in samples.items()}
-    return {
+    entry: dict[str, Any] = {
         "bytes": len(image),
+        "top5_agree": agree,
         "ms": {
             name: {**Stats.of(values).as_dict(), "p99": percentile(values, 99)} for name, values in ms.items()
         },
@@ -234,6 +389,63 @@ def _measure_image(
             "lambda vs bare (everything)": _median_diff(ms["lambda"], ms["bare"]),
         },
     }
+    if all(path in ms for path in TORCHSERVE_PATHS):
+        entry["added_ms"].update(
+            {
+                "torchserve vs handlers (TorchServe frontend, worker IPC, toolkit)": _median_diff(
+                    ms["torchserve"], ms["handlers"]
+                ),
+                "torchserve vs http (TorchServe vs the in-process HTTP server, both keep-alive)": (
+                    _median_diff(ms["torchserve"], ms["http"])
+                ),
+                "lambda_torchserve vs torchserve (runtime front, boto3, Lambda handler)": _median_diff(
+                    ms["lambda_torchserve"], ms["torchserve"]
+                ),
+                "lambda_torchserve vs lambda (what the real server adds end to end)": _median_diff(
+                    ms["lambda_torchserve"], ms["lambda"]
+                ),
+                "lambda_torchserve vs bare (everything, production path)": _median_diff(
+                    ms["lambda_torchserve"], ms["bare"]
+                ),
+            }
+        )
+        entry.update(torchserve_comparison(samples))
+    return entry
+
+
+def torchserve_comparison(samples: dict[str, list[float]]) -> dict[str, Any]:
+    """What TorchServe adds over the in-process server, per repeat: ms (median, p10, p90) and ratio."""
+    added: dict[str, Any] = {}
+    ratios: dict[str, Any] = {}
+    for label, real, emulated in TORCHSERVE_COMPARISONS:
+        diffs = [1000 * (a - b) for a, b in zip(samples[real], samples[emulated], strict=True)]
+        added[label] = {
+            **Stats.of(diffs).as_dict(),
+            "p10": percentile(diffs, 10),
+            "p90": percentile(diffs, 90),
+        }
+        ratios[label] = ratio_stats(samples[real], samples[emulated]).as_dict()
+    return {"torchserve_added_ms": added, "torchserve_ratio": ratios}
+
+
+def top5_indices(answer: object) -> list[int]:
+    """The class indices of a path's answer: bare's list, a response body, or a Lambda response."""
+    if isinstance(answer, list):
+        return [int(index) for index in answer]
+    if isinstance(answer, dict):
+        answer = answer["body"]
+    body = json.loads(answer)  # type: ignore[arg-type]
+    return [int(prediction["index"]) for prediction in body["predictions"]]
+
+
+def check_top5(calls: dict[str, Callable[[], object]]) -> list[str]:
+    """Call each path once; every one must answer ``bare``'s top-5 (same indices, same order)."""
+    expected = top5_indices(calls["bare"]())
+    for name, call in calls.items():
+        got = top5_indices(call())
+        if got != expected:
+            raise RuntimeError(f"path {name!r} answered top-5 {got}, bare {expected}")
+    return list(calls)
 
 
 def _median_diff(a: list[float], b: list[float]) -> float:
@@ -349,4 +561,6 @@ def combine_rounds(measured: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def ratio_summary(result: dict[str, Any], image: str = "phone") -> dict[str, float]:
-    return result["images"][image]["ratio_vs_bare"]["lambda"]
+    """The judged ratio vs bare: the production path's when measured, else the in-process one's."""
+    entry = result["images"][image]
+    return entry["ratio_vs_bare"][judged_path(entry)]
