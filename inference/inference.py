@@ -302,8 +302,9 @@ def parse_top_k(custom_attributes: str | None) -> int:
         return DEFAULT_TOP_K
     value = match.group(1).strip()
     # isdigit() alone accepts "²" or "٣", which int() then rejects or reads as a number the
-    # caller did not write; only ASCII digits are a top_k.
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 10_000:
+    # caller did not write; only ASCII digits are a top_k. The length goes first: int() refuses
+    # more than 4,300 digits with a ValueError (a 500), and no top_k up to 10,000 needs over 5.
+    if len(value) > 5 or not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 10_000:
         raise RequestError(400, "invalid_top_k", f"top_k must be a positive integer, got {value[:20]!r}")
     return int(value)
 

@@ -142,3 +142,121 @@ def jpeg_scan_bomb(scans: int = 5000, size: int = 512) -> bytes:
     last_scan = data.rindex(b"\xff\xda")
     scan = data[last_scan:-2]  # SOS header + entropy-coded data, up to the EOI marker
     return data[:last_scan] + scan * scans + b"\xff\xd9"
+
+
+# Hostile inputs (tests/serving/test_hostile_inputs.py): small bodies that are expensive to serve.
+
+
+def photo(width: int = 4000, height: int = 3000) -> Image.Image:
+    """A photo-like picture (gradients and smooth noise, not one colour) whose 12 MP PNG is under 4 MB."""
+    return scene(max(width // 20, 2), max(height // 20, 2)).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+# PNG colour type -> channels: grey, RGB, grey + alpha, RGBA (Pillow: L, RGB, LA, RGBA at 8 bits).
+PNG_COLOUR_TYPES = {0: 1, 2: 3, 4: 2, 6: 4}
+
+
+def png_flat(
+    width: int,
+    height: int,
+    colour_type: int = 2,
+    bit_depth: int = 8,
+    before_idat: bytes = b"",
+    after_idat: bytes = b"",
+) -> bytes:
+    """A one-colour PNG of any size, compressed as a stream: a 40 MP one is ~130 KB.
+
+    No buffer larger than 4 MB is made here, even for a 40,000,000 x 1 strip.
+    ``before_idat``/``after_idat`` are extra chunks (see :func:`png_chunk`).
+    """
+    block = 1 << 22
+    row_bytes = width * PNG_COLOUR_TYPES[colour_type] * bit_depth // 8
+    compressor = zlib.compressobj(9)
+    parts = []
+    if row_bytes + 1 <= block:
+        row = b"\0" + bytes([90]) * row_bytes
+        rows_per_block = block // len(row)
+        for start in range(0, height, rows_per_block):
+            parts.append(compressor.compress(row * min(rows_per_block, height - start)))
+    else:
+        pixels = bytes([90]) * block
+        for _ in range(height):
+            parts.append(compressor.compress(b"\0"))
+            for start in range(0, row_bytes, block):
+                parts.append(compressor.compress(pixels[: min(block, row_bytes - start)]))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + before_idat
+        + png_chunk(b"IDAT", b"".join(parts))
+        + after_idat
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def tiff_ifd(
+    entries: list[tuple[int, int, int, bytes]], big_endian: bool = False, tail: bytes = b""
+) -> bytes:
+    """An EXIF block (a TIFF header and IFD0) from raw (tag, type, count, 4-byte value) entries.
+
+    ``tail`` is appended after the IFD: value data that entries may point at (offsets from the start).
+    """
+    order = ">" if big_endian else "<"
+    head = (b"MM\x00\x2a" if big_endian else b"II\x2a\x00") + struct.pack(order + "I", 8)
+    body = struct.pack(order + "H", len(entries))
+    body += b"".join(
+        struct.pack(order + "HHI", tag, typ, count) + value.ljust(4, b"\0")[:4]
+        for tag, typ, count, value in entries
+    )
+    return head + body + struct.pack(order + "I", 0) + tail
+
+
+def exif_orientation_block(orientation: int, padding_entries: int = 0, big_endian: bool = False) -> bytes:
+    """EXIF with tag 0x0112 = ``orientation`` after ``padding_entries`` other SHORT tags (a hostile IFD0)."""
+    order = ">" if big_endian else "<"
+    padding = [
+        (0x8000 + i % 0x7FFF, 3, 1, struct.pack(order + "H", i & 0xFFFF)) for i in range(padding_entries)
+    ]
+    return tiff_ifd([*padding, (EXIF_ORIENTATION, 3, 1, struct.pack(order + "H", orientation))], big_endian)
+
+
+def png_with_exif(image: Image.Image, exif: bytes, after_idat: bool = False) -> bytes:
+    """``image`` as a PNG with an eXIf chunk: before the pixels (as Pillow writes it) or after them."""
+    data = encode(image, "PNG")
+    end = data.rindex(b"IEND") - 4
+    if after_idat:
+        return data[:end] + png_chunk(b"eXIf", exif) + data[end:]
+    first_idat = data.index(b"IDAT") - 4
+    return data[:first_idat] + png_chunk(b"eXIf", exif) + data[first_idat:]
+
+
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    """One JPEG marker segment: FF, the marker, a big-endian length that counts itself, the payload."""
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def jpeg_with_segments(segments: list[bytes], base: bytes | None = None) -> bytes:
+    """``base`` (a small JPEG by default) with extra marker segments right after its SOI marker."""
+    data = base if base is not None else jpeg(32, 32)
+    return data[:2] + b"".join(segments) + data[2:]
+
+
+def jpeg_app_segments(count: int, size: int = 8, marker: int = 0xE1, prefix: bytes = b"Exif\0\0") -> bytes:
+    """A small JPEG with ``count`` extra APPn segments of ``size`` payload bytes each (the metadata bomb)."""
+    payload = (prefix + bytes(size))[: max(size, len(prefix))]
+    return jpeg_with_segments([jpeg_segment(marker, payload)] * count)
+
+
+def flat_jpeg(width: int, height: int, mode: str = "RGB", **options) -> bytes:
+    """A one-colour JPEG: a few hundred KB even at 40 MP; progressive, it needs a big coefficient buffer."""
+    return encode(
+        Image.new(mode, (width, height), 90 if mode == "L" else (90, 120, 150)[: len(mode)]),
+        "JPEG",
+        **options,
+    )

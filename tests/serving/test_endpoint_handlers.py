@@ -292,8 +292,9 @@ def test_weights_are_loaded_without_running_pickled_code(artifact_dir, tmp_path)
     exploit = _Exploit()
     exploit.marker = str(marker)
     torch.save({"fc.weight": exploit}, poisoned / "model.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(RuntimeError, match=r"model\.pt does not load as this model's state_dict") as raised:
         handlers.model_fn(str(poisoned))
+    assert isinstance(raised.value.__cause__, pickle.UnpicklingError)  # torch's weights-only refusal
     assert not marker.exists()
 
 
