@@ -6,7 +6,8 @@
 Unpacks the artifact as SageMaker does, starts the DLC's toolkit + TorchServe on it with the stage's
 Model environment (one worker: the question is whether the artifact loads and answers, not how fast), and
 sends one image through ``POST /invocations``. Exit 0 only when the answer is a 200 with predictions
-naming the artifact's classes; 1 when it does not serve; 2 when TorchServe cannot start here (no Java).
+naming the artifact's classes; 1 when it does not serve; 2 when the check cannot run here (no Java or
+serving stack for TorchServe, an S3 download that fails, an unknown stage).
 
 Why before ``cdk deploy``: a ``model.pt`` that fails to load crash-loops TorchServe's worker while
 TorchServe's ``/ping`` keeps answering 200 ("Healthy") for ``maxRetryTimeoutInSec`` (300 s), so
@@ -32,15 +33,21 @@ from pathlib import Path
 
 from PIL import Image
 
+from stacks.config import ConfigError
+
 from .java_runtime import JavaNotFound, find_java
 from .local_endpoint import extract_model_archive
 from .model_config import ModelConfig
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
-from .torchserve_container import ContainerStartError, TorchServeContainer
+from .torchserve_container import ContainerStartError, ServingStackMissing, TorchServeContainer
 
 
 class ArtifactCheckFailed(RuntimeError):
     """The artifact does not serve; the message says where it failed."""
+
+
+class CannotCheck(RuntimeError):
+    """The check could not run (no Java or serving stack, no download, a bad stage): says nothing of it."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,12 @@ def serving_stack_available() -> bool:
 
 
 def check_artifact(source: str | Path, *, server: str = "torchserve", stage: str = "dev") -> CheckResult:
-    """Serve ``source`` (a directory, a ``model.tar.gz`` or its ``s3://`` URL) and make one prediction."""
+    """Serve ``source`` (a directory, a ``model.tar.gz`` or its ``s3://`` URL) and make one prediction.
+
+    ``server="auto"``: the DLC's TorchServe where this machine can run it, else the handler in-process.
+    """
+    if server == "auto":
+        server = "torchserve" if serving_stack_available() else "inprocess"
     with tempfile.TemporaryDirectory(prefix="check-artifact-") as scratch:
         model_dir = _unpacked(str(source), Path(scratch))
         try:
@@ -76,6 +88,8 @@ def check_artifact(source: str | Path, *, server: str = "torchserve", stage: str
                     response = container.invoke(image, headers)
             except ContainerStartError as exc:
                 raise ArtifactCheckFailed(str(exc)) from None
+            except (JavaNotFound, ServingStackMissing, ConfigError) as exc:
+                raise CannotCheck(f"cannot start TorchServe: {exc} (or use --server inprocess)") from None
         elif server == "inprocess":
             try:
                 emulation = ToolkitEmulation(model_dir)
@@ -114,11 +128,15 @@ def _unpacked(source: str, scratch: Path) -> str:
 
 def _download(url: str, destination: Path) -> None:
     import boto3  # only for s3:// sources
+    from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key = url[len("s3://") :].partition("/")
     if not bucket or not key:
-        raise ArtifactCheckFailed(f"{url}: expected s3://BUCKET/KEY")
-    boto3.client("s3").download_file(bucket, key, str(destination))
+        raise CannotCheck(f"{url}: expected s3://BUCKET/KEY")
+    try:
+        boto3.client("s3").download_file(bucket, key, str(destination))
+    except (BotoCoreError, ClientError) as exc:  # no credentials, 403, 404, network
+        raise CannotCheck(f"cannot download {url}: {exc}") from None
 
 
 def _probe_image(size: int) -> bytes:
@@ -158,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactCheckFailed as exc:
         print(f"check_artifact: {args.source} does not serve: {exc}", file=sys.stderr)
         return 1
-    except JavaNotFound as exc:  # nothing was learnt about the artifact: a different exit status
-        print(f"check_artifact: cannot start TorchServe: {exc} (or use --server inprocess)", file=sys.stderr)
+    except CannotCheck as exc:  # nothing was learnt about the artifact: a different exit status
+        print(f"check_artifact: {exc}", file=sys.stderr)
         return 2
     top = result.predictions[0]
     print(

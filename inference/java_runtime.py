@@ -4,7 +4,7 @@
 
 TorchServe 0.12 needs Java 11+ (the DLC ships 17); we accept 17+. ``ts.model_server`` starts
 ``$JAVA_HOME/bin/java`` when ``JAVA_HOME`` is set and ``java`` from ``PATH`` otherwise, so
-:func:`java_environment` answers with the ``JAVA_HOME`` to set, if any. Repo-only tooling: not part of
+:func:`java_environment` answers with the ``JAVA_HOME`` to set. Repo-only tooling: not part of
 the endpoint artifact.
 """
 
@@ -67,9 +67,12 @@ def find_java() -> JavaRuntime:
 
 
 def java_environment() -> dict[str, str]:
-    """What to add to TorchServe's environment so that it starts the Java :func:`find_java` chose."""
-    runtime = find_java()
-    return {} if runtime.source == "PATH" else {"JAVA_HOME": str(runtime.home)}
+    """What to add to TorchServe's environment so that it starts the Java :func:`find_java` chose.
+
+    Always ``JAVA_HOME``: TorchServe prefers it over ``PATH``, so an inherited one pointing at a Java that
+    was passed over (too old, broken) must be replaced, not left in place.
+    """
+    return {"JAVA_HOME": str(find_java().home)}
 
 
 def _major_version(java: Path) -> int | None:

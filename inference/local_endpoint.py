@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import logging
 import re
@@ -50,10 +51,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from stacks import model_environment as stage_model
+from stacks.config import ConfigError
 
 from . import inference as default_handlers
+from .java_runtime import JavaNotFound
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
-from .torchserve_container import TorchServeContainer
+from .torchserve_container import ContainerStartError, ServingStackMissing, TorchServeContainer
 
 SERVERS = ("torchserve", "inprocess")
 
@@ -176,7 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(endpoint.delay_seconds)
             if isinstance(endpoint.toolkit, TorchServeContainer):
                 limit = time_limit if time_limit is not None else INVOCATION_TIMEOUT_SECONDS
-                return endpoint.toolkit.invoke(body, dict(self.headers.items()), timeout=limit)
+                remaining = max(limit - endpoint.delay_seconds, 0.001)
+                return endpoint.toolkit.invoke(body, dict(self.headers.items()), timeout=remaining)
             return endpoint.toolkit.invoke(body, dict(self.headers.items()))
         finally:
             endpoint.slots.release()
@@ -313,11 +317,20 @@ class LocalEndpoint:
         if self.model_source.endswith((".tar.gz", ".tgz")):
             self._extracted = tempfile.TemporaryDirectory(prefix="local-endpoint-model-")
             self.model_dir = extract_model_archive(self.model_source, self._extracted.name)
-        if self.server == "torchserve":
-            self.toolkit = TorchServeContainer(self.model_dir, self.model_environment()).start()
-        else:
-            self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
+        # Bind first: a port in use fails before a model server is started; connections queue in the
+        # backlog until the model is loaded and the serving thread runs.
         self._server = _Server((LOOPBACK, self._requested_port), self)
+        try:
+            if self.server == "torchserve":
+                self.toolkit = TorchServeContainer(self.model_dir, self.model_environment()).start()
+            else:
+                self.toolkit = ToolkitEmulation(self.model_dir, self._handlers)
+        except BaseException:
+            # TorchServe runs in its own process group: a failed start must not leave it running.
+            self._server.server_close()
+            self._server = None
+            self.stop()
+            raise
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"endpoint-{self.name}", daemon=True
         )
@@ -351,7 +364,7 @@ class LocalEndpoint:
         if isinstance(self.toolkit, TorchServeContainer):
             try:
                 return self.toolkit.ping()
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 return 503
         return 200
 
@@ -435,17 +448,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    endpoint = LocalEndpoint(
-        args.model_dir,
-        name=args.name,
-        port=args.port,
-        max_concurrency=args.max_concurrency,
-        delay_seconds=args.delay_seconds,
-        server=args.server,
-        stage=args.stage,
-    ).start()
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    started = False
+
+    def on_sigterm(*_: object) -> None:
+        # During the start, unwind it (LocalEndpoint.start stops what it began); afterwards, stop serving.
+        if not started:
+            raise SystemExit(0)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        endpoint = LocalEndpoint(
+            args.model_dir,
+            name=args.name,
+            port=args.port,
+            max_concurrency=args.max_concurrency,
+            delay_seconds=args.delay_seconds,
+            server=args.server,
+            stage=args.stage,
+        ).start()
+    except (JavaNotFound, ServingStackMissing, ContainerStartError, ConfigError, OSError) as exc:
+        print(f"local_endpoint: cannot start: {exc}", file=sys.stderr)
+        return 2
+    started = True
     print(f"endpoint {endpoint.name!r} ({endpoint.server}) serving on {endpoint.url}", flush=True)
     print(f"  AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}", flush=True)
     try:

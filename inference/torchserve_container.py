@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import shutil
@@ -74,6 +75,10 @@ class ContainerStartError(RuntimeError):
     """TorchServe did not come up with every worker ready; the message carries the reason from its log."""
 
 
+class ServingStackMissing(RuntimeError):
+    """sagemaker-pytorch-inference / TorchServe are not installed here: nothing was learnt about the model."""
+
+
 class TorchServeContainer:
     """The DLC's toolkit + TorchServe serving one unpacked artifact on loopback.
 
@@ -101,6 +106,11 @@ class TorchServeContainer:
 
     def start(self) -> TorchServeContainer:
         """Start the toolkit's entrypoint and return once every worker has loaded the model."""
+        if importlib.util.find_spec("sagemaker_pytorch_serving_container") is None:
+            raise ServingStackMissing(
+                "the inference container's serving stack is not installed: "
+                "pip install -r requirements-serving.txt (make setup does)"
+            )
         if not (self.model_dir / "code" / "inference.py").is_file():
             raise ContainerStartError(f"{self.model_dir} has no code/inference.py: not an unpacked artifact")
         self._workdir = Path(tempfile.mkdtemp(prefix="torchserve-"))
@@ -164,6 +174,11 @@ class TorchServeContainer:
             )
         except TimeoutError:
             return ContainerResponse(0, b"the container did not answer in time", "text/plain")
+        except (OSError, http.client.HTTPException) as exc:
+            # TorchServe itself is gone or dropped the connection: no answer from the container at all,
+            # which SageMaker also reports as a ModelError without a status from the container.
+            message = f"the container closed the connection: {type(exc).__name__}"
+            return ContainerResponse(0, message.encode(), "text/plain")
         content_type = response_headers.get("content-type", "application/octet-stream")
         return ContainerResponse(status, payload, content_type)
 
@@ -211,6 +226,10 @@ class TorchServeContainer:
             "TS_METRICS_ADDRESS": f"http://{LOOPBACK}:{ports[1]}",
             "TS_GRPC_INFERENCE_PORT": str(ports[2]),
             "TS_GRPC_MANAGEMENT_PORT": str(ports[3]),
+            # The management API shares the inference port; on a machine with other users, registering a
+            # model from a URL would run their code as this user. (The DLC's toolkit means to enable it,
+            # but its properties-file bug already turns it off: TorchServe logs "Model API enabled: false".)
+            "TS_ENABLE_MODEL_API": "false",
             # TorchServe's pid file (tempfile.gettempdir()) and the JVM's java.io.tmpdir (TEMP).
             "TMPDIR": tmp,
             "TEMP": tmp,

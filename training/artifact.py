@@ -127,13 +127,11 @@ def package(model_dir: Path, output: Path) -> Path:
 
 def serve_check(archive: Path, server: str = "auto") -> None:
     """Serve the packed archive once the way the endpoint will (``inference.check_artifact``)."""
-    from inference.check_artifact import ArtifactCheckFailed, check_artifact, serving_stack_available
+    from inference.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
 
-    if server == "auto":
-        server = "torchserve" if serving_stack_available() else "inprocess"
     try:
         result = check_artifact(archive, server=server)
-    except ArtifactCheckFailed as exc:
+    except (ArtifactCheckFailed, CannotCheck) as exc:
         raise ArtifactError(f"{archive} does not serve: {exc}") from None
     top = result.predictions[0]
     print(f"{archive} serves ({result.server}): one prediction, top class {top['breed']!r}")

@@ -363,18 +363,21 @@ def submit(job: JobPlan) -> str:
     return job.job_name
 
 
-def verify_artifact(model_data_url: str) -> None:
+def verify_artifact(model_data_url: str, stage: str) -> None:
     """Serve the finished job's artifact once, before anyone deploys it; LaunchError when it does not serve.
 
     The DLC's TorchServe where this machine has the serving stack and Java, else the handler in-process.
     """
-    from inference.check_artifact import ArtifactCheckFailed, check_artifact, serving_stack_available
+    from inference.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
 
-    server = "torchserve" if serving_stack_available() else "inprocess"
     try:
-        result = check_artifact(model_data_url, server=server)
+        result = check_artifact(model_data_url, server="auto", stage=stage)
     except ArtifactCheckFailed as exc:
         raise LaunchError(f"the job finished, but {model_data_url} does not serve: {exc}") from None
+    except CannotCheck as exc:
+        raise LaunchError(
+            f"the job finished; check {model_data_url} yourself before deploying: {exc}"
+        ) from None
     print(f"{model_data_url} serves ({result.server}): inference.check_artifact passed")
 
 
@@ -394,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
         output = s3_uri(job.target.bucket, job.target.output_prefix, name)
         print(f"started training job {name} in {job.region}; artifacts under {output}")
         if args.wait:
-            verify_artifact(f"{output}/output/model.tar.gz")
+            verify_artifact(f"{output}/output/model.tar.gz", args.stage or "dev")
         return name
     except LaunchError as exc:
         raise SystemExit(f"training.launch: {exc}") from None

@@ -36,11 +36,13 @@ def test_java_home_comes_first_and_is_passed_to_torchserve(no_java_anywhere, mon
     assert java_runtime.java_environment() == {"JAVA_HOME": str(home.resolve())}
 
 
-def test_java_on_path_needs_no_java_home(no_java_anywhere, monkeypatch, tmp_path):
+def test_java_on_path_replaces_a_java_home_that_is_too_old(no_java_anywhere, monkeypatch, tmp_path):
     home = fake_java(tmp_path / "jdk17", 'openjdk version "17.0.15" 2025-04-15')
     monkeypatch.setenv("PATH", str(home / "bin"))
+    monkeypatch.setenv("JAVA_HOME", str(fake_java(tmp_path / "jdk11", 'openjdk version "11.0.22"')))
     assert java_runtime.find_java().source == "PATH"
-    assert java_runtime.java_environment() == {}
+    # TorchServe prefers $JAVA_HOME: the inherited one must be overridden with the chosen Java's home.
+    assert java_runtime.java_environment() == {"JAVA_HOME": str(home.resolve())}
 
 
 @pytest.mark.parametrize(

@@ -79,14 +79,28 @@ def _log_lines_since(container, start: int) -> list[str]:
     return container.log_text().splitlines()[start:]
 
 
+def _request_log(container, start: int, timeout: float = 20.0) -> list[str]:
+    """The worker's log lines of the request just answered, once all of them reached the container log.
+
+    The worker prints its ``PredictionTime`` metric with the request id after the handler returned, so
+    once that line is in, every line the handler and the toolkit wrote for the request is in too.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = _log_lines_since(container, start)
+        if any("PredictionTime" in line and "requestID:" in line for line in lines):
+            return [line for line in lines if "MODEL_LOG" in line]
+        assert time.monotonic() < deadline, "the request's log lines did not arrive"
+        time.sleep(0.05)
+
+
 def test_a_rejected_request_logs_one_line_without_a_traceback(instrumented):
     endpoint, _ = instrumented
     container = endpoint.toolkit
     start = len(container.log_text().splitlines())
     response = container.invoke(images.gif(), {"Content-Type": "image/gif"})
     assert response.status == 415
-    time.sleep(0.5)  # the worker's stdout reaches the log through TorchServe's frontend
-    lines = [line for line in _log_lines_since(container, start) if "MODEL_LOG" in line]
+    lines = _request_log(container, start)
     rejected = [line for line in lines if "rejected request" in line]
     assert len(rejected) == 1, lines
     assert "415 unsupported_media_type: content type 'image/gif' is not supported" in rejected[0]
@@ -104,8 +118,7 @@ def test_a_server_error_keeps_its_traceback(instrumented):
     )
     assert response.status == 500
     assert response.body.decode().startswith("instrumented failure\nTraceback")
-    time.sleep(0.5)
-    failed = [line for line in _log_lines_since(container, start) if "Transform failed" in line]
+    failed = [line for line in _request_log(container, start) if "Transform failed" in line]
     assert len(failed) == 1 and "RuntimeError: instrumented failure" in failed[0]
 
 

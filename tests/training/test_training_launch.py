@@ -182,24 +182,31 @@ def test_a_waited_job_is_followed_by_a_serve_check_of_its_artifact(offline, monk
 
     checked = []
     monkeypatch.setattr(launch, "submit", lambda job: job.job_name)
-    monkeypatch.setattr(check_artifact, "serving_stack_available", lambda: False)
 
-    def serves(url, server):
-        checked.append((url, server))
-        return check_artifact.CheckResult(server=server, predictions=[{"breed": "a", "index": 0}])
+    def serves(url, server, stage):
+        checked.append((url, server, stage))
+        return check_artifact.CheckResult(server="inprocess", predictions=[{"breed": "a", "index": 0}])
 
     monkeypatch.setattr(check_artifact, "check_artifact", serves)
     assert launch.main([*FLAGS, "--wait"]) == "job-1"
-    [(url, server)] = checked
+    [(url, server, stage)] = checked
     assert url.startswith("s3://dogbreed-dev-data/") and url.endswith("/job-1/output/model.tar.gz")
-    assert server == "inprocess"  # no serving stack here (patched): the handler in-process
+    # TorchServe where this machine can run it, else in-process; the stage's Model environment.
+    assert (server, stage) == ("auto", "dev")
     assert "serves (inprocess)" in capsys.readouterr().out
 
-    def does_not_serve(url, server):
+    def does_not_serve(url, server, stage):
         raise check_artifact.ArtifactCheckFailed("model_fn failed: KeyError")
 
     monkeypatch.setattr(check_artifact, "check_artifact", does_not_serve)
     with pytest.raises(SystemExit, match=r"the job finished, but s3://.*model\.tar\.gz does not serve"):
+        launch.main([*FLAGS, "--wait"])
+
+    def cannot_check(url, server, stage):
+        raise check_artifact.CannotCheck("cannot download it: NoCredentialsError")
+
+    monkeypatch.setattr(check_artifact, "check_artifact", cannot_check)
+    with pytest.raises(SystemExit, match=r"check s3://.* yourself before deploying: cannot download"):
         launch.main([*FLAGS, "--wait"])
     # Without --wait the job is still running: nothing to check yet.
     checked.clear()
