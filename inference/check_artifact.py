@@ -41,6 +41,8 @@ from .model_config import ModelConfig
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
 from .torchserve_container import ContainerStartError, ServingStackMissing, TorchServeContainer
 
+PROBE_TOP_K = 5
+
 
 class ArtifactCheckFailed(RuntimeError):
     """The artifact does not serve; the message says where it failed."""
@@ -81,7 +83,7 @@ def check_artifact(source: str | Path, *, server: str = "torchserve", stage: str
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ArtifactCheckFailed(f"model_config.json cannot be read: {exc}") from None
         image = _probe_image(config.image_size)
-        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=5"}
+        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": f"top_k={PROBE_TOP_K}"}
         if server == "torchserve":
             try:
                 with TorchServeContainer(model_dir, _one_worker_environment(stage)) as container:
@@ -156,7 +158,7 @@ def _predictions(response: ContainerResponse, config: ModelConfig) -> list[dict]
         names_match = all(config.class_names[p["index"]] == p["breed"] for p in predictions)
     except (ValueError, KeyError, TypeError, IndexError):
         raise ArtifactCheckFailed(f"the answer is not the endpoint contract's JSON: {first_line}") from None
-    if len(predictions) != min(5, config.num_classes) or not names_match:
+    if len(predictions) != min(PROBE_TOP_K, config.num_classes) or not names_match:
         raise ArtifactCheckFailed(f"the answer does not name the artifact's classes: {first_line}")
     return predictions
 

@@ -56,13 +56,12 @@ from stacks.config import ConfigError
 from . import inference as default_handlers
 from .java_runtime import JavaNotFound
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
-from .torchserve_container import ContainerStartError, ServingStackMissing, TorchServeContainer
+from .torchserve_container import LOOPBACK, ContainerStartError, ServingStackMissing, TorchServeContainer
 
 SERVERS = ("torchserve", "inprocess")
 
 logger = logging.getLogger("inference.local_endpoint")
 
-LOOPBACK = "127.0.0.1"
 # InvokeEndpoint's BodyBlob limit (botocore sagemaker-runtime service model: max 6291456).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Placeholders where the real service puts account-specific values; clearly not a real account.
