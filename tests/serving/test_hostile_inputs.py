@@ -57,13 +57,16 @@ from inference.preprocessing import (
     decode_image,
     eval_transform,
 )
+from stacks.config import MAX_IMAGE_BYTES_LIMIT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MAX_BODY_BYTES = 4_000_000  # stacks/config.py: max_image_bytes is at most this
+MAX_BODY_BYTES = MAX_IMAGE_BYTES_LIMIT  # the largest max_image_bytes a stage may configure
 CPU_FACTOR, MEMORY_FACTOR = 10, 2
 HOSTILE_SETTINGS = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
+# ImageOps.exif_transpose's table, written out here on purpose: the oracle must not share a typo with
+# the implementation it checks.
 ORIENTATION_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
