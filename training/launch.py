@@ -368,8 +368,13 @@ def verify_artifact(model_data_url: str, stage: str) -> None:
 
     The DLC's TorchServe where this machine has the serving stack and Java, else the handler in-process.
     """
-    from inference.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
-
+    try:
+        from inference.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
+    except ImportError as exc:  # a launch-only venv (requirements-launch.txt) has no torch or Pillow
+        raise LaunchError(
+            f"the job finished; this environment cannot serve {model_data_url} ({exc}): run "
+            "`python -m inference.check_artifact URL` where requirements-dev.txt is installed"
+        ) from None
     try:
         result = check_artifact(model_data_url, server="auto", stage=stage)
     except ArtifactCheckFailed as exc:
