@@ -43,6 +43,7 @@ MODEL_NAME = "model"  # the toolkit registers the single model under this name
 # The request headers SageMaker passes on to the container's /invocations.
 FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 180.0
+WORKER_ERROR_GRACE_SECONDS = 10.0
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no cwd on sys.path, so the repo's `inference` package can
 # never shadow the artifact's code/inference.py). argv: the properties file to write.
@@ -237,15 +238,22 @@ class TorchServeContainer:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_seconds
+        retrying_since: float | None = None
         while True:
             assert self._process is not None
             if self._process.poll() is not None:
                 raise ContainerStartError(
                     f"the container exited with status {self._process.returncode}:\n{self._log_tail()}"
                 )
-            failure = _worker_failure(self.log_text())
-            if failure:
-                raise ContainerStartError(f"the model failed to load in a TorchServe worker: {failure}")
+            log = self.log_text()
+            if "Retry worker" in log:
+                retrying_since = retrying_since or time.monotonic()
+                # The frontend logs the retry from its own thread; the worker's last words (its stderr,
+                # relayed line by line) may still be on their way, so give them a moment.
+                failure = _worker_error(log)
+                if failure or time.monotonic() - retrying_since > WORKER_ERROR_GRACE_SECONDS:
+                    reason = failure or "the worker died while loading (see the container log)"
+                    raise ContainerStartError(f"the model failed to load in a TorchServe worker: {reason}")
             with contextlib.suppress(OSError, RuntimeError, ValueError, http.client.HTTPException):
                 description = self.describe_model()
                 workers = description.get("workers", [])
@@ -273,20 +281,18 @@ class TorchServeContainer:
             connection.close()
 
 
-def _worker_failure(log: str) -> str | None:
-    """The reason a worker failed to load the model, once TorchServe has started retrying it.
+def _worker_error(log: str) -> str | None:
+    """The last error line a worker wrote, once TorchServe has started retrying it.
 
     TorchServe restarts a worker whose ``initialize`` raised, with back-off, for ``maxRetryTimeoutInSec``
     (300 s) while ``/ping`` keeps answering 200; the log line "Retry worker" is the first sign.
     """
-    if "Retry worker" not in log:
-        return None
     errors = [
         line.split("MODEL_LOG - ", 1)[1]
         for line in log.splitlines()
         if "MODEL_LOG - " in line and ("Error" in line or "Exception" in line)
     ]
-    return errors[-1] if errors else "the worker died while loading (see the container log)"
+    return errors[-1] if errors else None
 
 
 def _free_ports(count: int) -> list[int]:
