@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import logging
 import re
@@ -103,11 +102,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._service_error(404, "UnknownOperationException", "Unknown operation")
 
+    def _declared_length(self) -> int | None:
+        """The Content-Length as an integer, or None when it is not one."""
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        # "²" is a digit to isdigit(), not to int()
+        return int(declared) if declared.isascii() and declared.isdigit() else None
+
     def _method_not_allowed(self) -> None:
         # Read and drop any body, so the kept-alive connection stays in step.
-        declared = (self.headers.get("Content-Length") or "0").strip()
-        if declared.isascii() and declared.isdigit() and int(declared) <= MAX_PAYLOAD_BYTES:
-            self.rfile.read(int(declared))
+        length = self._declared_length()
+        if length is not None and length <= MAX_PAYLOAD_BYTES:
+            self.rfile.read(length)
         else:
             self.close_connection = True
         allowed = "GET" if self.path == "/ping" else "POST"
@@ -125,12 +130,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self) -> None:
-        declared = (self.headers.get("Content-Length") or "0").strip()
-        if not (declared.isascii() and declared.isdigit()):  # "²" is a digit to isdigit(), not to int()
+        length = self._declared_length()
+        if length is None:
             self.close_connection = True  # the body's end is unknown: the connection cannot be reused
             self._service_error(400, "ValidationError", "Content-Length must be a non-negative integer")
             return
-        length = int(declared)
         if length > MAX_PAYLOAD_BYTES:
             self.close_connection = True
             self._service_error(400, "ValidationError", "Request payload exceeds the 6 MB limit")
@@ -176,11 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return ContainerResponse(0, _TIMED_OUT.encode(), "text/plain")
             if endpoint.delay_seconds:
                 time.sleep(endpoint.delay_seconds)
-            if isinstance(endpoint.toolkit, TorchServeContainer):
-                limit = time_limit if time_limit is not None else INVOCATION_TIMEOUT_SECONDS
-                remaining = max(limit - endpoint.delay_seconds, 0.001)
-                return endpoint.toolkit.invoke(body, dict(self.headers.items()), timeout=remaining)
-            return endpoint.toolkit.invoke(body, dict(self.headers.items()))
+            limit = time_limit if time_limit is not None else INVOCATION_TIMEOUT_SECONDS
+            remaining = max(limit - endpoint.delay_seconds, 0.001)
+            return endpoint.toolkit.invoke(body, dict(self.headers.items()), timeout=remaining)
         finally:
             endpoint.slots.release()
 
@@ -346,7 +348,7 @@ class LocalEndpoint:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        if isinstance(getattr(self, "toolkit", None), TorchServeContainer):
+        if getattr(self, "toolkit", None) is not None:
             self.toolkit.stop()
         if self._extracted is not None:
             self._extracted.cleanup()
@@ -359,13 +361,8 @@ class LocalEndpoint:
         return stage_model.model_environment(stage_model.stage_config_from_cdk_json(self.stage))
 
     def ping(self) -> int:
-        """What the container's ``/ping`` answers (the in-process server is healthy once loaded)."""
-        if isinstance(self.toolkit, TorchServeContainer):
-            try:
-                return self.toolkit.ping()
-            except (OSError, http.client.HTTPException):
-                return 503
-        return 200
+        """What the model server's ``/ping`` answers."""
+        return self.toolkit.ping()
 
     def client_environment(self) -> dict[str, str]:
         """Environment for a boto3 ``sagemaker-runtime`` client to reach this endpoint."""

@@ -51,7 +51,15 @@ class ToolkitEmulation:
         self.handlers = handlers
         self.model = handlers.model_fn(model_dir)
 
-    def invoke(self, body: bytes, headers: dict[str, str]) -> ContainerResponse:
+    def ping(self) -> int:
+        """Healthy once constructed: ``model_fn`` ran in ``__init__``."""
+        return 200
+
+    def stop(self) -> None:
+        """Nothing to stop: the handlers live in this process."""
+
+    def invoke(self, body: bytes, headers: dict[str, str], timeout: float | None = None) -> ContainerResponse:
+        """Run the handlers; ``timeout`` is the servers' shared signature (an in-process call runs on)."""
         lowered = {name.lower(): value for name, value in headers.items()}
         content_type = lowered.get("content-type", "")
         accept = lowered.get("accept") or "application/json"

@@ -184,8 +184,11 @@ class TorchServeContainer:
         return ContainerResponse(status, payload, content_type)
 
     def ping(self) -> int:
-        """The status of TorchServe's ``GET /ping`` (what SageMaker's health check sees)."""
-        return self._request("GET", "/ping", b"", {}, 10.0)[0]
+        """TorchServe's ``GET /ping`` status (what SageMaker's health check sees); 503 if unreachable."""
+        try:
+            return self._request("GET", "/ping", b"", {}, 10.0)[0]
+        except (OSError, http.client.HTTPException):
+            return 503
 
     def describe_model(self) -> dict[str, Any]:
         """TorchServe's management API ``GET /models/model``: its effective settings and workers."""
