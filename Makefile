@@ -11,8 +11,11 @@ CDK := npx --no-install cdk
 STAGES := dev prod
 # Any s3:// URL synthesizes; a real deploy passes the URL of the artifact that training uploaded.
 EXAMPLE_MODEL_URL := s3://example-bucket/model/model.tar.gz
+# A production stage must name an alarm destination; cdk.json commits none, so the offline synth supplies
+# an example (a real deploy sets alarm_email or alarm_topic_arn in cdk.json, or passes -c alarm_email=).
+EXAMPLE_ALARM_EMAIL := alarms@example.com
 
-.PHONY: help setup synth lint test demo bench snapshot-update clean
+.PHONY: help setup synth lint test demo bench snapshot-update preflight deploy-check dlc-accounts clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -35,7 +38,7 @@ setup: $(VENV)/.installed node_modules/.installed  ## Create .venv and node_modu
 synth: setup  ## Synthesize every stack for every stage (cdk-nag gate), then cfn-lint the templates
 	@for stage in $(STAGES); do \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet -c stage=$$stage \
-	    -c model_data_url=$(EXAMPLE_MODEL_URL) -o cdk.out/$$stage; \
+	    -c model_data_url=$(EXAMPLE_MODEL_URL) -c alarm_email=$(EXAMPLE_ALARM_EMAIL) -o cdk.out/$$stage; \
 	  echo "synth: stage $$stage -> cdk.out/$$stage/ (cdk-nag: no unacknowledged findings)"; \
 	done
 	$(BIN)/cfn-lint cdk.out/*/*.template.json
@@ -50,6 +53,17 @@ test: setup  ## Run the whole test suite
 
 bench: setup  ## Benchmarks (a few minutes on 2 cores): docs/benchmarks.md + .json + docs/img/bench-*.png
 	$(PY) -m bench $(BENCH_ARGS)
+
+preflight: $(VENV)/.installed  ## Before a deploy: the account quotas STAGE=dev|prod would exceed (AWS credentials)
+	$(if $(STAGE),,$(error STAGE is not set: make preflight STAGE=dev|prod))
+	$(PY) -m stacks.preflight --stage $(STAGE)
+
+deploy-check: $(VENV)/.installed  ## After a deploy: STAGE's endpoint runs the config its stack names (AWS credentials)
+	$(if $(STAGE),,$(error STAGE is not set: make deploy-check STAGE=dev|prod))
+	$(PY) -m stacks.deploy_check --stage $(STAGE)
+
+dlc-accounts: $(VENV)/.installed  ## Regenerate stacks/constructs/dlc_accounts.json from the pinned SageMaker SDK
+	$(PY) -m scripts.dlc_accounts
 
 snapshot-update: setup  ## Rewrite the CDK snapshot files after an intended infrastructure change
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/infra --snapshot-update

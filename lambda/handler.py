@@ -9,8 +9,9 @@ Environment (set by the CDK stack; names are part of its contract):
 * ``ENDPOINT_NAME`` (required): the SageMaker endpoint this function may invoke.
 * ``ENDPOINT_READ_TIMEOUT_SECONDS`` (default 10): socket read timeout for one attempt.
 * ``ENDPOINT_MAX_ATTEMPTS`` (default 2): attempts in botocore's "standard" retry mode, first one
-  included (throttling, 5xx, connection errors and read timeouts are retried with jittered backoff). The
-  function's own timeout must exceed attempts x (connect + read timeout) plus backoff.
+  included (throttling, 5xx and connection errors are retried with jittered backoff; a read timeout is
+  not, see ``build_runtime_client``). The function's own timeout must exceed attempts x (connect + read
+  timeout) plus backoff.
 * ``MAX_IMAGE_BYTES`` (default 4 MiB): the largest decoded image accepted. A Function URL body is
   at most 6 MB and base64 adds a third, so about 4.5 MB is the ceiling anyway.
 * ``MAX_TOP_K`` (default 20), ``ENDPOINT_CONNECT_TIMEOUT_SECONDS`` (default 2): optional.
@@ -135,14 +136,31 @@ def _number(env: Any, key: str, default: float, low: float, high: float, integer
 
 
 def build_runtime_client(settings: Settings) -> Any:
-    """The one sagemaker-runtime client: explicit timeouts, bounded standard-mode retries."""
+    """The one sagemaker-runtime client: explicit timeouts, bounded standard-mode retries, and no retry
+    after a read timeout.
+
+    Standard mode retries ``ReadTimeoutError`` like any transient error, but a request that timed out on
+    read reached the endpoint, which may still be working on it: resending it adds work to an endpoint
+    that is already too slow, up to ``max_attempts`` times. Throttling, 5xx answers and connection errors
+    (nothing was processed) keep botocore's retries.
+    """
     config = Config(
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.read_timeout_seconds,
         retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
         tcp_keepalive=True,
     )
-    return botocore.session.get_session().create_client("sagemaker-runtime", config=config)
+    client = botocore.session.get_session().create_client("sagemaker-runtime", config=config)
+    # botocore asks every "needs-retry" handler, the operation's own before the service-wide retry handler
+    # (the emitter calls more specific events first), and an exception a handler raises ends the attempt
+    # loop and reaches the caller. The retry handler is never asked, so the read timeout is final.
+    client.meta.events.register("needs-retry.sagemaker-runtime.InvokeEndpoint", _final_read_timeout)
+    return client
+
+
+def _final_read_timeout(caught_exception: Exception | None = None, **_: Any) -> None:
+    if isinstance(caught_exception, ReadTimeoutError):
+        raise caught_exception
 
 
 SETTINGS = Settings.from_environment()

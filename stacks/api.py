@@ -118,14 +118,22 @@ class PredictionFunction(Construct):
         cfn_function.add_override(
             "DependsOn", [Stack.of(self).get_logical_id(self.policy.node.default_child)]
         )
+        # Provisioned concurrency has one owner. Autoscaled, Application Auto Scaling alone sets it (its
+        # minimum is the floor it keeps): were the alias to carry ProvisionedConcurrencyConfig as well, every
+        # code change would write the template's value back over the autoscaled one, and a new version that
+        # fails to initialize would leave the alias in a state later deploys reject (aws-cdk #29992, #30503).
+        # Not autoscaled, the alias carries the fixed value.
+        autoscaled = config.provisioned_concurrency_autoscaling
         self.alias = lambda_.Alias(
             self,
             "LiveAlias",
             alias_name=ALIAS_NAME,
             version=self.function.current_version,
-            provisioned_concurrent_executions=config.lambda_provisioned_concurrency or None,
+            provisioned_concurrent_executions=None
+            if autoscaled
+            else (config.lambda_provisioned_concurrency or None),
         )
-        if config.provisioned_concurrency_autoscaling:
+        if autoscaled:
             scaling = self.alias.add_auto_scaling(
                 min_capacity=max(config.lambda_provisioned_concurrency, 1),
                 max_capacity=config.lambda_provisioned_concurrency_max,

@@ -21,16 +21,19 @@ DEFAULTS_CONTEXT_KEY = "dogbreed:defaults"
 STAGES_CONTEXT_KEY = "dogbreed:stages"
 PROJECT = "dogbreed"
 
+# The log group every SageMaker training job of an account and region writes to; one stage's training
+# stack declares it (training_log_group_owner), `make preflight` checks it exists for the others.
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 # SageMaker real-time InvokeEndpoint gives the container at most 60 s to answer
 # (https://docs.aws.amazon.com/sagemaker/latest/dg/realtime-endpoints-test-endpoints.html).
 SAGEMAKER_INVOKE_LIMIT_SECONDS = 60
 # Lambda's synchronous payload limit is 6 MB and a Function URL body arrives base64-encoded (4/3 larger);
 # serverless endpoints accept at most 4 MB per request. 4,000,000 raw bytes fits both.
 MAX_IMAGE_BYTES_LIMIT = 4_000_000
-# The model server (TorchServe) gives up this much before the Lambda's read timeout: the server then
-# answers the request itself (a 5xx the handler maps) instead of the client timing out and botocore
-# retrying into a worker that is still busy with it. TorchServe's timeout has whole-second resolution and
-# starts when a worker takes the request, so the margin covers the front's and the network's share.
+# The model server (TorchServe) gives up at least this much before the Lambda's read timeout: the server
+# then answers the request itself (a 5xx the handler maps) instead of the client timing out on a worker
+# that is still busy with it. TorchServe's timeout has whole-second resolution and starts when a worker
+# takes the request, so the margin covers the front's and the network's share.
 MODEL_SERVER_TIMEOUT_MARGIN_SECONDS = 2
 # Seconds added to the worst-case endpoint wait for the handler's own work (decode, validate, respond).
 LAMBDA_TIMEOUT_MARGIN_SECONDS = 3
@@ -54,8 +57,19 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 _IMAGE_TAG = re.compile(r"^\d+\.\d+(\.\d+)?-(gpu|cpu)-py3\d+(-[a-z0-9.\-]+)?$")
 _ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _EC2_INSTANCE = re.compile(r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
-_DLAMI_PARAMETER = re.compile(r"^/aws/service/deeplearning/ami/x86_64/[a-z0-9.\-]+/latest/ami-id$")
+_AMI_ID = re.compile(r"^$|^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
+# AWS's public parameter with the newest x86_64 PyTorch Deep Learning AMI (OSS NVIDIA driver, Ubuntu 24.04).
+# Read once, by hand, to pin training_host_ami_id: resolved at deploy time it changes with every DLAMI
+# release, and a new ImageId replaces the training host and deletes its volume mid-run.
+DLAMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
+)
 _EMAIL = re.compile(r"^$|^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+# A standard (not FIFO) SNS topic: CloudWatch alarm actions cannot publish to FIFO topics.
+_TOPIC_ARN = re.compile(r"^$|^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
+# Keys a command line may set over cdk.json (-c KEY=VALUE), besides stage and model_data_url: where alarms
+# go is the one stage setting a synth without a committed destination (CI, a fork) has to supply.
+COMMAND_LINE_KEYS = ("alarm_email", "alarm_topic_arn")
 _MODEL_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>[^\s]+\.tar\.gz)$")
 
 
@@ -81,7 +95,9 @@ class StageConfig:
     training_host_enabled: bool
     training_host_instance_type: str
     training_host_volume_gb: int
-    training_host_ami_parameter: str
+    training_host_ami_id: str
+    # One stage per account and region declares /aws/sagemaker/TrainingJobs, which every stage's jobs share.
+    training_log_group_owner: bool
     # serving
     serving_mode: str
     inference_image_tag: str
@@ -97,6 +113,9 @@ class StageConfig:
     scale_out_cooldown_seconds: int
     serverless_memory_mb: int
     serverless_max_concurrency: int
+    # A property of the Model (its container environment), so it is a key of its own: deriving it from the
+    # Lambda's read timeout would make a Lambda-only change replace the Model and start a GPU blue/green.
+    model_server_timeout_seconds: int
     data_capture_enabled: bool
     data_capture_sampling_percent: int
     traffic_routing: str
@@ -106,6 +125,7 @@ class StageConfig:
     alarm_5xx_errors: int
     alarm_4xx_rate_percent: int
     alarm_email: str
+    alarm_topic_arn: str
     # api
     lambda_memory_mb: int
     lambda_reserved_concurrency: int
@@ -147,9 +167,8 @@ class StageConfig:
         return self.lambda_provisioned_concurrency_max > self.lambda_provisioned_concurrency
 
     @property
-    def model_server_timeout_seconds(self) -> int:
-        """TorchServe's response timeout: shorter than the caller's read timeout (see the margin)."""
-        return self.endpoint_read_timeout_seconds - MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
+    def alarm_topic_name(self) -> str:
+        return f"{self.endpoint_name}-alarms"
 
     @property
     def lambda_timeout_seconds(self) -> int:
@@ -225,10 +244,8 @@ _CHECKS: dict[str, Check] = {
     "training_host_enabled": _bool,
     "training_host_instance_type": _pattern(_EC2_INSTANCE, "g5.xlarge"),
     "training_host_volume_gb": _int(100, 2000),
-    "training_host_ami_parameter": _pattern(
-        _DLAMI_PARAMETER,
-        "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id",
-    ),
+    "training_host_ami_id": _pattern(_AMI_ID, 'ami-0123456789abcdef0, or "" without training_host_enabled'),
+    "training_log_group_owner": _bool,
     "serving_mode": _choice(SERVING_MODES),
     "inference_image_tag": _pattern(_IMAGE_TAG, "2.6.0-gpu-py312"),
     "instance_type": _pattern(_ML_INSTANCE, "ml.g4dn.xlarge"),
@@ -242,6 +259,9 @@ _CHECKS: dict[str, Check] = {
     "scale_out_cooldown_seconds": _int(0, 3600),
     "serverless_memory_mb": _choice(SERVERLESS_MEMORY_MB),
     "serverless_max_concurrency": _int(1, 200),
+    "model_server_timeout_seconds": _int(
+        1, SAGEMAKER_INVOKE_LIMIT_SECONDS - MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
+    ),
     "data_capture_enabled": _bool,
     "data_capture_sampling_percent": _int(1, 100),
     "traffic_routing": _choice(TRAFFIC_ROUTING_TYPES),
@@ -251,6 +271,7 @@ _CHECKS: dict[str, Check] = {
     "alarm_5xx_errors": _int(1, 100_000),
     "alarm_4xx_rate_percent": _int(1, 100),
     "alarm_email": _pattern(_EMAIL, 'ops@example.com, or "" for no subscription'),
+    "alarm_topic_arn": _pattern(_TOPIC_ARN, 'arn:aws:sns:us-east-1:123456789012:ops-alarms, or "" for none'),
     "lambda_memory_mb": _int(128, 10240),
     "lambda_reserved_concurrency": _int(1, 1000),
     "lambda_provisioned_concurrency": _int(0, 1000),
@@ -277,12 +298,34 @@ def _check_model_data_url(value: Any) -> str:
     return value
 
 
-def _check_consistency(c: StageConfig) -> None:
-    """Rules that span keys; each names the key to change."""
+def _check_consistency(c: StageConfig, from_command_line: frozenset[str] = frozenset()) -> None:
+    """Rules that span keys; each names the key to change (``-c KEY`` where the command line set it)."""
     prefix = f"{STAGES_CONTEXT_KEY}.{c.stage}"
+
+    def where(key: str) -> str:
+        return f"-c {key}" if key in from_command_line else f"{prefix}.{key}"
+
+    if c.training_host_enabled and not c.training_host_ami_id:
+        raise ConfigError(
+            f"{prefix}.training_host_ami_id: required when training_host_enabled is true; pin the current "
+            f"Deep Learning AMI of the stage's region: aws ssm get-parameter --name {DLAMI_PARAMETER} "
+            "--query Parameter.Value --output text"
+        )
     if c.max_instances < c.min_instances:
         raise ConfigError(
             f"{prefix}.max_instances: must be >= min_instances ({c.min_instances}) (got {c.max_instances})"
+        )
+    if c.production and not (c.alarm_email or c.alarm_topic_arn):
+        raise ConfigError(
+            f"{where('alarm_email')}: a production stage must send its alarms somewhere: set alarm_email (or "
+            "alarm_topic_arn, an existing SNS topic) in cdk.json, or pass -c alarm_email=ADDRESS"
+        )
+    if c.endpoint_read_timeout_seconds < c.model_server_timeout_seconds + MODEL_SERVER_TIMEOUT_MARGIN_SECONDS:
+        margin = MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
+        raise ConfigError(
+            f"{prefix}.endpoint_read_timeout_seconds: must be >= model_server_timeout_seconds + {margin} "
+            f"({c.model_server_timeout_seconds + margin}), so the model server gives up before the caller "
+            f"(got {c.endpoint_read_timeout_seconds})"
         )
     if c.stage == "prod" and not c.production:
         raise ConfigError(f"{prefix}.production: must be true for the prod stage (got False)")
@@ -368,10 +411,12 @@ def load_stage_config(context: Callable[[str], Any]) -> StageConfig:
         if unknown:
             raise ConfigError(f"{source}.{unknown[0]}: unknown key; allowed keys are listed in README.md")
         values.update(mapping)
+    from_command_line = {key for key in COMMAND_LINE_KEYS if context(key) is not None}
+    values.update({key: context(key) for key in from_command_line})
 
     checked: dict[str, Any] = {}
     for key, check in _CHECKS.items():
-        where = f"{STAGES_CONTEXT_KEY}.{stage}.{key}"
+        where = f"-c {key}" if key in from_command_line else f"{STAGES_CONTEXT_KEY}.{stage}.{key}"
         if key not in values:
             raise ConfigError(f"{where}: missing; set it in {DEFAULTS_CONTEXT_KEY} or the stage")
         checked[key] = check(where, values[key])
@@ -379,7 +424,7 @@ def load_stage_config(context: Callable[[str], Any]) -> StageConfig:
     config = StageConfig(
         stage=stage, model_data_url=_check_model_data_url(context("model_data_url")), **checked
     )
-    _check_consistency(config)
+    _check_consistency(config, frozenset(from_command_line))
     return config
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from aws_cdk import App, Environment, Tags, Validations
+from aws_cdk import App, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 
 from stacks.api import ApiStack
@@ -26,25 +25,23 @@ class StageStacks:
         return (self.storage, self.training, self.serving, self.api)
 
 
-def deploy_environment() -> Environment:
-    """The account/region the CLI resolved from the user's credentials, if any.
+def add_stage(app: App, config: StageConfig) -> StageStacks:
+    """The stage's four stacks, environment-agnostic whatever the CLI resolved.
 
-    Without credentials (offline synth, CI) both are None and the stacks are environment-agnostic: every
-    region-dependent value (DLC account, AZs, DLAMI id) is then resolved by CloudFormation at deploy time.
+    The CLI sets CDK_DEFAULT_ACCOUNT/REGION from the user's credentials, and without credentials it still
+    defaults the region to us-east-1. Stacks built from those would pin that region into the templates
+    (Fn::GetStackOutput's Region, the asset bucket's name), and a template synthesized in one region would
+    then deploy into another wrongly. Environment-agnostic stacks resolve every region-dependent value
+    (DLC account, AZs, the region in ARNs) through pseudo parameters when CloudFormation deploys them, so
+    one synthesized assembly is right in any region, and `cdk diff` in review shows the same template
+    everyone deploys (https://docs.aws.amazon.com/cdk/v2/guide/configure-env.html). So no stack is given
+    an ``env``.
     """
-    return Environment(
-        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
-    )
-
-
-def add_stage(app: App, config: StageConfig, env: Environment | None = None) -> StageStacks:
-    env = env or deploy_environment()
     prefix = config.stack_prefix
     storage = StorageStack(
         app,
         f"{prefix}-storage",
         config=config,
-        env=env,
         description=f"dogbreed {config.stage}: KMS key and bucket",
     )
     training = TrainingStack(
@@ -53,7 +50,6 @@ def add_stage(app: App, config: StageConfig, env: Environment | None = None) -> 
         config=config,
         artifacts=storage.artifacts,
         key=storage.key,
-        env=env,
         description=f"dogbreed {config.stage}: SageMaker training role and launcher outputs",
     )
     serving = ServingStack(
@@ -62,7 +58,6 @@ def add_stage(app: App, config: StageConfig, env: Environment | None = None) -> 
         config=config,
         artifacts=storage.artifacts,
         key=storage.key,
-        env=env,
         description=f"dogbreed {config.stage}: SageMaker model, endpoint, autoscaling, alarms",
     )
     api = ApiStack(
@@ -73,7 +68,6 @@ def add_stage(app: App, config: StageConfig, env: Environment | None = None) -> 
         endpoint_arn=serving.endpoint_arn,
         key=storage.key,
         alarm_topic=serving.alarm_topic,
-        env=env,
         description=f"dogbreed {config.stage}: prediction Lambda and Function URL",
     )
     # The bucket is referenced by its derived name (see ArtifactBucket), so state the deploy order.

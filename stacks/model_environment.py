@@ -27,8 +27,10 @@ from typing import Any
 from stacks.config import StageConfig, load_stage_config
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
-# The local container serves a local directory; the URL only has to pass validation.
+# The local container serves a local directory; the URL only has to pass validation. Alarms do not reach
+# the container either, but a production stage's config must name a destination.
 LOCAL_MODEL_DATA_URL = "s3://local-model/model.tar.gz"
+LOCAL_ALARM_EMAIL = "alarms@example.com"
 
 
 def model_environment(config: StageConfig) -> dict[str, str]:
@@ -56,5 +58,5 @@ def stage_config_from_cdk_json(
 ) -> StageConfig:
     """The stage's validated config from cdk.json, as ``cdk synth -c stage=STAGE`` builds it."""
     context: dict[str, Any] = json.loads(Path(cdk_json).read_text())["context"]
-    context = {**context, "stage": stage, "model_data_url": model_data_url}
+    context = {**context, "stage": stage, "model_data_url": model_data_url, "alarm_email": LOCAL_ALARM_EMAIL}
     return load_stage_config(context.get)

@@ -17,8 +17,16 @@ CHECKPOINT_PREFIX = "checkpoints/"
 MODELS_PREFIX = "models/"
 # Source bundle of this repository for the optional EC2 training host, which has no internet access.
 CODE_PREFIX = "code/"
+# ImageNet state_dict files for training without network (a network-isolated job, the EC2 host).
+WEIGHTS_PREFIX = "weights/"
 DATA_CAPTURE_PREFIX = "data-capture/"
 ACCESS_LOG_PREFIX = "artifacts-bucket/"
+
+# Kept on stack deletion and replacement, but deleted when the stack's first create rolls back
+# (DeletionPolicy RetainExceptOnCreate): a failed first deploy (a GPU quota, a slow container start) then
+# leaves no bucket under the fixed name behind, and the retry does not fail with "already exists"
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html).
+RETAIN_EXCEPT_ON_CREATE = RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
 
 REPLICATION_REASON = (
     "Single-region project: the data set is re-downloadable and models are re-trainable; versioning plus "
@@ -37,8 +45,10 @@ class ProjectKey(Construct):
             alias=f"alias/{config.stack_prefix}",
             description=f"dogbreed {config.stage}: S3 objects, SageMaker volumes, data capture, log groups",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
         )
+        if config.training_host_enabled:
+            self._allow_spot_instance_volumes()
         # CloudWatch Logs encrypts a log group with a CMK only if the key policy lets the regional logs
         # service use it, scoped to this account's log groups by encryption context
         # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
@@ -65,11 +75,80 @@ class ProjectKey(Construct):
 
         # CloudWatch alarms publish to the KMS-encrypted alarm topic only if the key lets them
         # (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+        # Only this account's alarms: the key also encrypts training data, so a service principal without
+        # a source condition would be a confused deputy for any account's alarms
+        # (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisAccount",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": (
+                            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+                        )
+                    },
+                },
+            )
+        )
+        # The alarm topic keeps undeliverable e-mails in a queue encrypted with this key; SNS may use it for
+        # that topic only (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html). Granted
+        # whether or not alarm_email is set: -c alarm_email may name an address on the serving stack's deploy
+        # alone, and a queue SNS cannot write would lose every notification it holds.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmTopicDeadLetterQueue",
+                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnEquals": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                        f"{config.alarm_topic_name}"
+                    },
+                },
+            )
+        )
+
+    def _allow_spot_instance_volumes(self) -> None:
+        """EC2 launches and manages Spot Instances (the training host) as the AWSServiceRoleForEC2Spot
+        service-linked role, which may use a customer managed key for their EBS volumes only if the key
+        lets it (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/service-linked-roles-spot-instance-requests.html;
+        the two statements of https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html).
+        The role is matched by aws:PrincipalArn instead of being the principal: a key policy whose principal
+        does not exist is rejected (https://docs.aws.amazon.com/kms/latest/APIReference/API_PutKeyPolicy.html),
+        and EC2 creates the role only at the account's first Spot request, after this stack."""
+        spot_role = (
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/spot.amazonaws.com/"
+            "AWSServiceRoleForEC2Spot"
+        )
+        only_spot_role = {"ArnEquals": {"aws:PrincipalArn": spot_role}}
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="SpotInstanceVolumes",
+                principals=[iam.AnyPrincipal()],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],
+                conditions=only_spot_role,
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="SpotInstanceVolumeGrants",
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:CreateGrant"],
+                resources=["*"],
+                conditions={**only_spot_role, "Bool": {"kms:GrantIsForAWSResource": "true"}},
             )
         )
 
@@ -89,7 +168,7 @@ class AccessLogBucket(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
@@ -151,7 +230,7 @@ class ArtifactBucket(Construct):
             versioned=True,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix=ACCESS_LOG_PREFIX,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-checkpoints",
@@ -186,9 +265,10 @@ class ArtifactBucket(Construct):
 
     def training_statements(self) -> list[iam.PolicyStatement]:
         """The S3 access of anything that trains (SageMaker jobs, the EC2 host): list the project
-        prefixes, read data, checkpoints and code (the source bundle ``training.launch`` uploads),
-        write training output and checkpoints. Nothing else of the bucket."""
-        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*", f"{CODE_PREFIX}*"]
+        prefixes, read data, checkpoints, code (the source bundle ``training.launch`` uploads) and
+        weights (what a trainer without network starts from), write training output and checkpoints.
+        Nothing else of the bucket."""
+        readable = [f"{DATA_PREFIX}*", f"{CHECKPOINT_PREFIX}*", f"{CODE_PREFIX}*", f"{WEIGHTS_PREFIX}*"]
         writable = [f"{OUTPUT_PREFIX}*", f"{CHECKPOINT_PREFIX}*"]
         return [
             iam.PolicyStatement(
@@ -198,7 +278,7 @@ class ArtifactBucket(Construct):
                 conditions={"StringLike": {"s3:prefix": [*readable, f"{OUTPUT_PREFIX}*"]}},
             ),
             iam.PolicyStatement(
-                sid="ReadDataCheckpointsAndCode",
+                sid="ReadTrainingInputs",
                 actions=["s3:GetObject"],
                 resources=[self.objects_arn(p) for p in readable],
             ),

@@ -1,14 +1,17 @@
-"""Training: the least-privilege SageMaker training role and the outputs the launcher reads."""
+"""Training: the least-privilege SageMaker training role, the shared training log group (in the stage that
+owns it) and the outputs the launcher reads."""
 
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Aws, CfnOutput, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import StageConfig
+from stacks.config import TRAINING_LOG_GROUP, StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
+from stacks.constructs.log_group import retention
 from stacks.constructs.training_host import GpuTrainingHost
 from stacks.storage import (
     CHECKPOINT_PREFIX,
@@ -16,10 +19,11 @@ from stacks.storage import (
     DATA_PREFIX,
     MODELS_PREFIX,
     OUTPUT_PREFIX,
+    RETAIN_EXCEPT_ON_CREATE,
+    WEIGHTS_PREFIX,
     ArtifactBucket,
 )
 
-TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 # SageMaker publishes training metrics (the algorithm's metric definitions) under this namespace.
 TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 
@@ -27,9 +31,10 @@ TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 class SageMakerTrainingRole(Construct):
     """Execution role of the SageMaker training job.
 
-    It reads ``data/`` (and ``checkpoints/`` to resume a spot-interrupted job), writes ``training-output/``
-    and ``checkpoints/``, pulls one DLC repository, writes its own log group and metric namespace, and uses
-    the project key. Nothing else: no AWS managed policy, no other bucket.
+    It reads ``data/``, ``code/``, ``weights/`` (and ``checkpoints/`` to resume a spot-interrupted job),
+    writes ``training-output/`` and ``checkpoints/``, pulls one DLC repository, writes log streams in the
+    training log group (which it may not create: see ``TrainingLogGroup``) and its metric namespace, and
+    uses the project key. Nothing else: no AWS managed policy, no other bucket.
     """
 
     def __init__(
@@ -66,12 +71,15 @@ class SageMakerTrainingRole(Construct):
                     f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{TRAINING_LOG_GROUP}:*"
                 ],
             ),
+            # A job with a volume key (training.launch sets VolumeKmsKeyId for instance types without local
+            # NVMe storage) needs kms:CreateGrant on the execution role
+            # (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms);
+            # only for grants to AWS resources, so the role cannot hand the key to a principal of its choice.
             iam.PolicyStatement(
-                sid="CreateTrainingLogGroup",
-                actions=["logs:CreateLogGroup"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{TRAINING_LOG_GROUP}"
-                ],
+                sid="GrantProjectKeyToTrainingVolumes",
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
             iam.PolicyStatement(
                 sid="PutTrainingMetrics",
@@ -99,6 +107,11 @@ class SageMakerTrainingRole(Construct):
                 reason="Jobs read their source bundle, code/<job>/sourcedir.tar.gz; job names vary.",
             ),
             Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, WEIGHTS_PREFIX)}*]",
+                reason="Jobs without network read the ImageNet state_dict of their arch, weights/<file>; "
+                "files differ per arch.",
+            ),
+            Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, OUTPUT_PREFIX)}*]",
                 reason="SageMaker writes <job>/output/model.tar.gz under the output prefix; job names vary.",
             ),
@@ -116,8 +129,33 @@ _METRICS_REASON = (
 )
 
 
+class TrainingLogGroup(Construct):
+    """``/aws/sagemaker/TrainingJobs``, where SageMaker writes every training job's logs.
+
+    One group per account and region, shared by every stage (and anything else training there), so one stage
+    declares it (``training_log_group_owner``, the production stage by default) with its retention and key,
+    and keeps it when the stack goes: the other stages' jobs still write to it. No training role may create
+    it, so SageMaker never creates it unencrypted and without retention. An account that trained before has
+    the group already; deploy the owner's training stack once with ``--import-existing-resources``
+    (CloudFormation adopts a named resource whose DeletionPolicy is Retain or RetainExceptOnCreate,
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/import-resources-automatically.html).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=TRAINING_LOG_GROUP,
+            retention=retention(config.log_retention_days),
+            encryption_key=key,
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
+        )
+
+
 class TrainingStack(Stack):
-    """The SageMaker training role (and, if enabled, the EC2 GPU host) plus the launcher's outputs."""
+    """The SageMaker training role, the training log group (in its owner stage) and, if enabled, the EC2 GPU
+    host, plus the launcher's outputs."""
 
     def __init__(
         self,
@@ -135,6 +173,8 @@ class TrainingStack(Stack):
         )
         self.role = training.role
 
+        if config.training_log_group_owner:
+            TrainingLogGroup(self, "TrainingLogGroup", config=config, key=key)
         if config.training_host_enabled:
             GpuTrainingHost(self, "GpuTrainingHost", config=config, artifacts=artifacts, key=key)
 
@@ -145,6 +185,11 @@ class TrainingStack(Stack):
             "OutputPrefix": (OUTPUT_PREFIX, "Prefix SageMaker writes <job>/output/model.tar.gz under"),
             "CheckpointPrefix": (CHECKPOINT_PREFIX, "Prefix of the managed-spot checkpoints"),
             "CodePrefix": (CODE_PREFIX, "Prefix for the source bundle the EC2 training host reads"),
+            "WeightsPrefix": (
+                WEIGHTS_PREFIX,
+                "Prefix of the ImageNet state_dict files for training without "
+                "network (--weights-s3-uri, the EC2 host)",
+            ),
             "ModelsPrefix": (MODELS_PREFIX, "Prefix for promoted, deployable model.tar.gz artifacts"),
             "KmsKeyArn": (key.key_arn, "Project KMS key (output and volume encryption)"),
             "TrainingImageUri": (training.image_uri, "PyTorch training DLC image for this region"),

@@ -77,6 +77,8 @@ class Target:
     output_prefix: str = "training-output/"
     checkpoint_prefix: str = "checkpoints/"
     code_prefix: str = "code/"
+    # The one prefix the stack's training role reads weights from (a network-isolated job cannot download).
+    weights_prefix: str = "weights/"
     kms_key_arn: str | None = None
     # The DLC the stack's role is set up for (its training_image_tag); None: the SDK's FRAMEWORK_VERSION.
     image_uri: str | None = None
@@ -101,6 +103,7 @@ def stack_target(stage: str, region: str, cloudformation: Any = None) -> Target:
         output_prefix=outputs.get("OutputPrefix", "training-output/"),
         checkpoint_prefix=outputs.get("CheckpointPrefix", "checkpoints/"),
         code_prefix=outputs.get("CodePrefix", "code/"),
+        weights_prefix=outputs.get("WeightsPrefix", "weights/"),
         kms_key_arn=outputs.get("KmsKeyArn") or None,
         image_uri=outputs.get("TrainingImageUri") or None,
     )
@@ -165,8 +168,9 @@ def build_parser_launch() -> argparse.ArgumentParser:
     where.add_argument(
         "--data-s3-uri", help="ImageFolder root with train/ valid/ test/ (default: s3://BUCKET/data/)"
     )
-    where.add_argument("--weights-s3-uri", help="ImageNet state_dict file, given to the job as the 'weights' "
-                       "channel (required with --network-isolation unless -H weights=none)")  # fmt: skip
+    where.add_argument("--weights-s3-uri", help="ImageNet state_dict file under s3://BUCKET/weights/, given "
+                       "to the job as the 'weights' channel (required with --network-isolation unless "
+                       "-H weights=none)")  # fmt: skip
     where.add_argument("--checkpoint-s3-uri", help="default: s3://BUCKET/checkpoints/JOB_NAME/; reuse one to "
                        "continue an earlier job")  # fmt: skip
 
@@ -245,6 +249,8 @@ def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
     hyperparameters = parse_hyperparameters(args.hyperparameter)
     if args.network_isolation and not args.weights_s3_uri and hyperparameters.get("weights") != "none":
         raise LaunchError("--network-isolation needs --weights-s3-uri (no download from the container)")
+    if args.weights_s3_uri:
+        check_weights_uri(args.weights_s3_uri, target)
     job_name = (
         args.job_name or f"dogbreed-{args.stage or 'job'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     )
@@ -263,6 +269,17 @@ def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
         hyperparameters=hyperparameters,
         args=args,
     )
+
+
+def check_weights_uri(uri: str, target: Target) -> None:
+    """The job reads the file with the training role, which may read weights only under the weights prefix:
+    anywhere else the job would start, then fail on AccessDenied while SageMaker downloads its channels."""
+    weights_root = s3_uri(target.bucket, target.weights_prefix) + "/"
+    if not uri.startswith(weights_root) or uri.endswith("/"):
+        raise LaunchError(
+            f"--weights-s3-uri must name a file under {weights_root}, the only place the training role reads "
+            f"weights from (got {uri}); copy it there first: aws s3 cp FILE {weights_root}FILE"
+        )
 
 
 def estimator_for(job: JobPlan, session: Any):

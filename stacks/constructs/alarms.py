@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import Duration
+from aws_cdk import Acknowledgment, Aws, CfnRule, CfnRuleAssertion, Duration, Fn, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from stacks.config import StageConfig
 
 # Every alarm metric of the project is read per minute unless an alarm says why not.
 PERIOD = Duration.minutes(1)
@@ -45,9 +50,98 @@ def alarm(
     )
 
 
-def notify_on_change(alarms: Iterable[cloudwatch.Alarm], topic: sns.ITopic) -> None:
-    """``topic`` hears when each alarm fires and when it clears: an operator knows when to stop looking."""
-    action = cloudwatch_actions.SnsAction(topic)
+# SNS keeps a notification it could not deliver to the e-mail endpoint (a full mailbox, an address that
+# bounces) in the subscription's dead-letter queue; SQS keeps a message at most 14 days.
+UNDELIVERED_RETENTION = Duration.days(14)
+
+
+class AlarmTopic(Construct):
+    """The stage's alarm topic (project key, TLS only) and the e-mail it delivers to.
+
+    The e-mail subscription has a dead-letter queue: a notification SNS could not deliver is kept there
+    instead of dropped, and an alarm on the queue makes the loss visible on the topic's other routes.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            # A fixed name, so the key policy can name the one topic that may use the key for its
+            # dead-letter queue (the topic is not retained, so a failed create leaves nothing behind).
+            topic_name=config.alarm_topic_name,
+            display_name=f"{config.endpoint_name} alarms (endpoint and API)",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        self.alarms: list[cloudwatch.Alarm] = []
+        if not config.alarm_email:
+            return
+        undelivered = sqs.Queue(
+            self,
+            "Undelivered",
+            # SNS writes to an encrypted dead-letter queue only with a customer managed key whose policy
+            # lets the SNS service use it (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html):
+            # ProjectKey grants that to this topic alone.
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=UNDELIVERED_RETENTION,
+        )
+        dead_letter_reason = (
+            "This queue is the dead-letter queue of the alarm e-mail subscription (an SNS redrive policy, "
+            "which cdk-nag does not recognise as a DLQ); a dead-letter queue has no dead-letter queue."
+        )
+        Validations.of(undelivered).acknowledge(
+            Acknowledgment(id="AwsSolutions-SQS3", reason=dead_letter_reason),
+            Acknowledgment(id="Serverless-SQSRedrivePolicy", reason=dead_letter_reason),
+        )
+        self.topic.add_subscription(
+            subscriptions.EmailSubscription(config.alarm_email, dead_letter_queue=undelivered)
+        )
+        self.alarms.append(
+            alarm(
+                self,
+                "UndeliveredNotifications",
+                description=f"{config.endpoint_name}: alarm e-mails to {config.alarm_email} were not "
+                "delivered (see the dead-letter queue)",
+                metric=undelivered.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic="Max"
+                ),
+                threshold=1,
+                periods=1,
+            )
+        )
+
+
+def alarm_destinations(scope: Construct, config: StageConfig, topic: sns.ITopic) -> list[sns.ITopic]:
+    """Where a stage's alarms notify: its own topic and, when configured, the team's existing topic."""
+    if not config.alarm_topic_arn:
+        return [topic]
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child("TeamAlarmTopic")
+    if existing is None:
+        existing = sns.Topic.from_topic_arn(stack, "TeamAlarmTopic", config.alarm_topic_arn)
+        # An alarm acts only on a topic in its own region (PutMetricAlarm rejects another region's ARN). The
+        # stacks name no region, so the deploy checks it before anything is created, not at the first alarm.
+        region = config.alarm_topic_arn.split(":")[3]
+        CfnRule(
+            stack,
+            "TeamAlarmTopicInThisRegion",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_equals(Aws.REGION, region),
+                    assert_description=f"alarm_topic_arn is in {region}: deploy this stage to {region}, or "
+                    "name a topic in the stage's region",
+                )
+            ],
+        )
+    return [topic, existing]
+
+
+def notify_on_change(alarms: Iterable[cloudwatch.Alarm], topics: Iterable[sns.ITopic]) -> None:
+    """``topics`` hear when each alarm fires and when it clears: an operator knows when to stop looking."""
+    actions = [cloudwatch_actions.SnsAction(topic) for topic in topics]
     for each in alarms:
-        each.add_alarm_action(action)
-        each.add_ok_action(action)
+        each.add_alarm_action(*actions)
+        each.add_ok_action(*actions)

@@ -8,7 +8,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.constructs.alarms import PERIOD, alarm, notify_on_change
+from stacks.constructs.alarms import PERIOD, alarm, alarm_destinations, notify_on_change
 
 # Provisioned concurrency autoscaling reacts within minutes; only spillover that outlasts it means the
 # configured maximum is too small.
@@ -75,4 +75,4 @@ class ApiAlarms(Construct):
                 periods=SPILLOVER_PERIODS,
             )
             self.alarms.append(self.spillover)
-        notify_on_change(self.alarms, topic)
+        notify_on_change(self.alarms, alarm_destinations(self, config, topic))

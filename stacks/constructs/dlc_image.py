@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from aws_cdk import Aws, CfnMapping, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-# The ECR account that publishes the Deep Learning Containers in each commercial region
-# (https://github.com/aws/deep-learning-containers/blob/master/available_images.md, "Region availability";
-# the same table as sagemaker-python-sdk's image_uri_config). Most regions use 763104351884; opt-in
-# regions have their own account. A region missing here fails the deploy at Fn::FindInMap, not silently.
-DLC_ACCOUNTS: dict[str, str] = {
-    "af-south-1": "626614931356",
-    "ap-east-1": "871362719292",
-    "ap-northeast-1": "763104351884",
-    "ap-northeast-2": "763104351884",
-    "ap-northeast-3": "364406365360",
-    "ap-south-1": "763104351884",
-    "ap-south-2": "772153158452",
-    "ap-southeast-1": "763104351884",
-    "ap-southeast-2": "763104351884",
-    "ap-southeast-3": "907027046896",
-    "ap-southeast-4": "457447274322",
-    "ca-central-1": "763104351884",
-    "ca-west-1": "204538143572",
-    "eu-central-1": "763104351884",
-    "eu-central-2": "380420809688",
-    "eu-north-1": "763104351884",
-    "eu-south-1": "692866216735",
-    "eu-south-2": "503227376785",
-    "eu-west-1": "763104351884",
-    "eu-west-2": "763104351884",
-    "eu-west-3": "763104351884",
-    "il-central-1": "780543022126",
-    "me-central-1": "914824155844",
-    "me-south-1": "217643126080",
-    "sa-east-1": "763104351884",
-    "us-east-1": "763104351884",
-    "us-east-2": "763104351884",
-    "us-west-1": "763104351884",
-    "us-west-2": "763104351884",
-}
+# The ECR account that publishes the Deep Learning Containers in each region of the partitions the app
+# targets, generated from the SageMaker SDK's own table (image_uri_config/pytorch.json, the images cdk.json
+# names) by `python -m scripts.dlc_accounts`; tests/infra/test_dlc_accounts.py fails when it is stale. A
+# data file, so synth never imports the SDK. A region missing here fails the deploy at Fn::FindInMap, not
+# silently.
+DLC_ACCOUNTS_FILE = Path(__file__).with_name("dlc_accounts.json")
+DLC_ACCOUNTS: dict[str, str] = json.loads(DLC_ACCOUNTS_FILE.read_text())["accounts"]
 
 # ecr:GetAuthorizationToken has no resource-level permissions: it must be granted on "*"
 # (https://docs.aws.amazon.com/AmazonECR/latest/userguide/security_iam_service-with-iam.html).

@@ -5,12 +5,10 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.constructs.alarms import ABOVE, PERIOD, alarm, notify_on_change
+from stacks.constructs.alarms import ABOVE, PERIOD, AlarmTopic, alarm, alarm_destinations, notify_on_change
 
 VARIANT_NAME = "AllTraffic"
 
@@ -24,17 +22,9 @@ class EndpointAlarms(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
-        # Every alarm of the stage notifies this topic, the API stack's too (encrypted with the project
-        # key, TLS-only publishing).
-        self.topic = sns.Topic(
-            self,
-            "Topic",
-            display_name=f"{config.endpoint_name} alarms (endpoint and API)",
-            master_key=key,
-            enforce_ssl=True,
-        )
-        if config.alarm_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        # Every alarm of the stage notifies this topic, the API stack's too.
+        alarm_topic = AlarmTopic(self, "Notifications", config=config, key=key)
+        self.topic = alarm_topic.topic
         dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
 
         def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
@@ -76,7 +66,9 @@ class EndpointAlarms(Construct):
             periods=2,
             datapoints=2,
         )
-        # A rate, not a count: 4xx errors grow with traffic, and a bad model can turn good requests into 4xx.
+        # A rate, not a count: 4xx errors grow with traffic. It notifies but never rolls a deployment back:
+        # 4xx answers are the callers' (bad uploads, wrong content types), and a burst of bad uploads during
+        # a bake must not undo a good model. What a model causes shows as 5xx errors or latency.
         self.client_error_rate = alarm(
             self,
             "Invocation4XXRate",
@@ -92,8 +84,9 @@ class EndpointAlarms(Construct):
             periods=3,
             datapoints=2,
         )
-        self.rollback_alarms = [self.latency, self.server_errors, self.client_error_rate]
-        notify_on_change(self.rollback_alarms, self.topic)
+        self.rollback_alarms = [self.latency, self.server_errors]
+        self.all_alarms = [*self.rollback_alarms, self.client_error_rate, *alarm_topic.alarms]
+        notify_on_change(self.all_alarms, alarm_destinations(self, config, self.topic))
 
 
 class EndpointDashboard(Construct):
@@ -119,7 +112,7 @@ class EndpointDashboard(Construct):
             ),
         )
         dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Rollback alarms", alarms=alarms.rollback_alarms, width=8),
+            cloudwatch.AlarmStatusWidget(title="Alarms (rollback first)", alarms=alarms.all_alarms, width=8),
             cloudwatch.GraphWidget(
                 title="Utilization (%)", left=[alarms.cpu_utilization, alarms.gpu_utilization], width=8
             ),

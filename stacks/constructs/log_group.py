@@ -1,4 +1,8 @@
-"""A stage's log group: the configured retention, the project key, kept in production."""
+"""A stage's log group: the configured retention, the project key, kept in production.
+
+Kept means kept on deletion, not on a failed first create: the endpoint's group has the fixed name
+SageMaker writes to, so a group left behind by a rolled-back create would make the retry fail.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.config import LOG_RETENTION_DAYS, StageConfig
+from stacks.storage import RETAIN_EXCEPT_ON_CREATE
 
 
 def stage_log_group(
@@ -21,7 +26,7 @@ def stage_log_group(
         log_group_name=name,
         retention=retention(config.log_retention_days),
         encryption_key=key,
-        removal_policy=RemovalPolicy.RETAIN if config.production else RemovalPolicy.DESTROY,
+        removal_policy=RETAIN_EXCEPT_ON_CREATE if config.production else RemovalPolicy.DESTROY,
     )
 
 

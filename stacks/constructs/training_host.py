@@ -1,13 +1,14 @@
 """Optional EC2 GPU training host: the "train on one EC2 GPU host" path (config training_host_enabled).
 
-A spot instance from the Deep Learning AMI (resolved from AWS's public SSM parameter at deploy time) in a
-VPC without internet access: no inbound rule, no SSH key, no public IP. Operators connect with SSM Session
-Manager through interface endpoints, and reach the bucket through an S3 gateway endpoint. IMDSv2 only,
-KMS-encrypted root volume, and an instance profile scoped to the project bucket's prefixes.
+A spot instance from a pinned Deep Learning AMI (``training_host_ami_id``) in a VPC without internet
+access: no inbound rule, no SSH key, no public IP. Operators connect with SSM Session Manager through
+interface endpoints, and reach the bucket through an S3 gateway endpoint. IMDSv2 only, KMS-encrypted root
+volume, and an instance profile scoped to the project bucket's prefixes.
 """
 
 from __future__ import annotations
 
+import jsii
 from aws_cdk import Acknowledgment, Aws, CfnOutput, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -16,7 +17,14 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.storage import CHECKPOINT_PREFIX, CODE_PREFIX, DATA_PREFIX, OUTPUT_PREFIX, ArtifactBucket
+from stacks.storage import (
+    CHECKPOINT_PREFIX,
+    CODE_PREFIX,
+    DATA_PREFIX,
+    OUTPUT_PREFIX,
+    WEIGHTS_PREFIX,
+    ArtifactBucket,
+)
 
 # Session Manager's agent channel; these actions have no resource-level permissions
 # (https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-create-iam-instance-profile.html).
@@ -39,6 +47,27 @@ SESSION_MANAGER_REASON = (
 )
 
 
+@jsii.implements(ec2.IMachineImage)
+class PinnedLinuxImage:
+    """One AMI id, the same in every region the template is deployed to.
+
+    Not ``MachineImage.from_ssm_parameter``: CloudFormation resolves the parameter on every deploy, so each
+    DLAMI release would replace the host (and delete its volume) on the next unrelated deploy. Not
+    ``MachineImage.generic_linux``: its per-region map would have to list in cdk.json every region a stage
+    might deploy to. AMI ids are regional: the pinned id is the one of the region the stage deploys to.
+    """
+
+    def __init__(self, image_id: str) -> None:
+        self._image_id = image_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(
+            image_id=self._image_id,
+            os_type=ec2.OperatingSystemType.LINUX,
+            user_data=ec2.UserData.for_linux(),
+        )
+
+
 class GpuTrainingHost(Construct):
     def __init__(
         self,
@@ -57,8 +86,22 @@ class GpuTrainingHost(Construct):
             encryption_key=key,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        # Only this account's flow logs may have the service assume the role (confused deputy), as the VPC
+        # guide recommends (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
         flow_logs_role = iam.Role(
-            self, "FlowLogsRole", assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com")
+            self,
+            "FlowLogsRole",
+            assumed_by=iam.ServicePrincipal(
+                "vpc-flow-logs.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": (
+                            f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:vpc-flow-log/*"
+                        )
+                    },
+                },
+            ),
         )
         iam.ManagedPolicy(
             self,
@@ -165,7 +208,7 @@ class GpuTrainingHost(Construct):
                     id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, prefix)}*]",
                     reason="Training reads and writes many objects of changing names under this prefix.",
                 )
-                for prefix in (DATA_PREFIX, CHECKPOINT_PREFIX, CODE_PREFIX, OUTPUT_PREFIX)
+                for prefix in (DATA_PREFIX, CHECKPOINT_PREFIX, CODE_PREFIX, WEIGHTS_PREFIX, OUTPUT_PREFIX)
             ),
         )
 
@@ -189,7 +232,7 @@ class GpuTrainingHost(Construct):
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             instance_type=ec2.InstanceType(config.training_host_instance_type),
-            machine_image=ec2.MachineImage.from_ssm_parameter(config.training_host_ami_parameter),
+            machine_image=PinnedLinuxImage(config.training_host_ami_id),
             role=role,
             security_group=security_group,
             # IMDSv2 (HttpTokens=required) comes with the launch template below: an instance built from a
@@ -219,6 +262,11 @@ class GpuTrainingHost(Construct):
                 id="AwsSolutions-EC29",
                 reason="Spot instances cannot have termination protection; the host is disposable and its "
                 "work is checkpointed to S3.",
+            ),
+            Acknowledgment(
+                id="CloudFormation-Validate::W9010",
+                reason="The AMI id is pinned on purpose (training_host_ami_id, see PinnedLinuxImage): an SSM "
+                "parameter would replace the host at every DLAMI release.",
             ),
         )
         CfnOutput(

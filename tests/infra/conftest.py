@@ -21,13 +21,16 @@ if str(REPO_ROOT) not in sys.path:  # app.py and stacks/ live at the repo root
     sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App, Environment  # noqa: E402  (jsii reads the variable above when it starts)
+from aws_cdk import App  # noqa: E402  (jsii reads the variable above when it starts)
 from aws_cdk.assertions import Template  # noqa: E402
 
 from stacks.config import StageConfig, load_stage_config  # noqa: E402
 from stacks.deployment import add_security_gate, add_stage  # noqa: E402
+from stacks.model_environment import LOCAL_ALARM_EMAIL  # noqa: E402
 
 EXAMPLE_MODEL_URL = "s3://example-bucket/model/model.tar.gz"
+# What `make synth` passes with -c: cdk.json commits no alarm destination, which production requires.
+EXAMPLE_ALARM_EMAIL = LOCAL_ALARM_EMAIL
 STACK_KINDS = ("storage", "training", "serving", "api")
 
 
@@ -40,6 +43,8 @@ def stage_context(stage: str, model_data_url: str | None = EXAMPLE_MODEL_URL, **
     context = copy.deepcopy(cdk_json_context())
     context["dogbreed:stages"].setdefault(stage, {}).update(overrides)
     context["stage"] = stage
+    if not {"alarm_email", "alarm_topic_arn"} & overrides.keys():
+        context["alarm_email"] = EXAMPLE_ALARM_EMAIL
     if model_data_url is not None:
         context["model_data_url"] = model_data_url
     return context
@@ -66,7 +71,7 @@ def synth_stage(outdir: Path, stage: str, model_data_url: str = EXAMPLE_MODEL_UR
     """Build one stage exactly as app.py does (env-agnostic) and synthesize it; the nag gate runs."""
     app = App(context=stage_context(stage, model_data_url, **overrides), outdir=str(outdir))
     config = load_stage_config(app.node.try_get_context)
-    stacks = add_stage(app, config, env=Environment())
+    stacks = add_stage(app, config)
     add_security_gate(app)
     assembly = app.synth()
     templates = {
@@ -89,3 +94,18 @@ def prod(tmp_path_factory) -> SynthesizedStage:
 @pytest.fixture(scope="session")
 def stages(dev, prod) -> dict[str, SynthesizedStage]:
     return {"dev": dev, "prod": prod}
+
+
+# An AMI id of the right form for the optional training host (training_host_ami_id is required with it).
+PINNED_AMI = "ami-0123456789abcdef0"
+
+
+@pytest.fixture(scope="session")
+def training_host(tmp_path_factory) -> SynthesizedStage:
+    """dev with the optional EC2 GPU training host: one synth shared by every module that looks at it."""
+    return synth_stage(
+        tmp_path_factory.mktemp("training-host"),
+        "dev",
+        training_host_enabled=True,
+        training_host_ami_id=PINNED_AMI,
+    )

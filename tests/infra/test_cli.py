@@ -9,16 +9,17 @@ import subprocess
 
 import pytest
 
-from .conftest import EXAMPLE_MODEL_URL, REPO_ROOT
+from .conftest import EXAMPLE_ALARM_EMAIL, EXAMPLE_MODEL_URL, REPO_ROOT
 
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 pytestmark = pytest.mark.skipif(not CDK.exists() or not shutil.which("node"), reason="run `make setup` first")
 
 
-def cdk(*args: str, outdir) -> subprocess.CompletedProcess:
+def cdk(*args: str, outdir, **environment: str) -> subprocess.CompletedProcess:
     # Without credentials the CLI still synthesizes: the stacks are environment-agnostic.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
     env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    env.update(environment)
     return subprocess.run(  # noqa: S603 (fixed argv: the repo's pinned CLI and literal arguments)
         [str(CDK), *args, "-o", str(outdir)],
         cwd=REPO_ROOT,
@@ -30,9 +31,21 @@ def cdk(*args: str, outdir) -> subprocess.CompletedProcess:
     )
 
 
-def test_npx_cdk_synth_prod_passes_the_gate(tmp_path):
+def test_npx_cdk_synth_prod_passes_the_gate_and_pins_no_region(tmp_path):
+    """With credentials the CLI hands the app an account and region (CDK_DEFAULT_*). The assembly must not
+    take them: a template that names eu-west-1 would be wrong when the same assembly deploys elsewhere."""
     result = cdk(
-        "synth", "--quiet", "-c", "stage=prod", "-c", f"model_data_url={EXAMPLE_MODEL_URL}", outdir=tmp_path
+        "synth",
+        "--quiet",
+        "-c",
+        "stage=prod",
+        "-c",
+        f"model_data_url={EXAMPLE_MODEL_URL}",
+        "-c",
+        f"alarm_email={EXAMPLE_ALARM_EMAIL}",
+        outdir=tmp_path,
+        CDK_DEFAULT_ACCOUNT="123456789012",
+        CDK_DEFAULT_REGION="eu-west-1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in tmp_path.glob("*.template.json"))
@@ -41,6 +54,28 @@ def test_npx_cdk_synth_prod_passes_the_gate(tmp_path):
     ]
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert report["pluginReports"] == []
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    environments = {a["environment"] for a in manifest["artifacts"].values() if "environment" in a}
+    assert environments == {"aws://unknown-account/unknown-region"}
+    for template in tmp_path.glob("*.template.json"):
+        body = json.loads(template.read_text())
+        # Mappings and Conditions list every region (the DLC accounts) by design; resources must name none.
+        deployed = json.dumps([body.get("Resources"), body.get("Outputs")])
+        assert "eu-west-1" not in deployed and "us-east-1" not in deployed, template.name
+        assert "123456789012" not in deployed, template.name
+
+
+def test_npx_cdk_synth_stops_a_production_stage_whose_alarms_reach_nobody(tmp_path):
+    result = cdk(
+        "synth", "--quiet", "-c", "stage=prod", "-c", f"model_data_url={EXAMPLE_MODEL_URL}", outdir=tmp_path
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "config error: dogbreed:stages.prod.alarm_email: a production stage must send"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_npx_cdk_synth_reports_a_bad_value_in_one_line(tmp_path):

@@ -105,11 +105,8 @@ BAD_VALUES = [
     ("training_host_enabled", 1, "must be true or false"),
     ("training_host_instance_type", "ml.g5.xlarge", "must look like g5.xlarge"),
     ("training_host_volume_gb", 20, "must be an integer from 100 to 2000"),
-    (
-        "training_host_ami_parameter",
-        "ami-0123456789abcdef0",
-        "must look like /aws/service/deeplearning/ami/x86_64/",
-    ),
+    ("training_host_ami_id", "ami-0123", "must look like ami-0123456789abcdef0"),
+    ("training_log_group_owner", "yes", "must be true or false"),
     ("serving_mode", "async", "must be one of instance, serverless"),
     ("inference_image_tag", "2.6.0", "must look like 2.6.0-gpu-py312"),
     ("instance_type", "g4dn.xlarge", "must look like ml.g4dn.xlarge"),
@@ -123,6 +120,8 @@ BAD_VALUES = [
     ("scale_out_cooldown_seconds", 7200, "must be an integer from 0 to 3600"),
     ("serverless_memory_mb", 1000, "must be one of 1024, 2048, 3072, 4096, 5120, 6144"),
     ("serverless_max_concurrency", 201, "must be an integer from 1 to 200"),
+    # At most SageMaker's 60 s invocation limit less the margin the caller's read timeout needs above it.
+    ("model_server_timeout_seconds", 59, "must be an integer from 1 to 58"),
     ("data_capture_enabled", "false", "must be true or false"),
     ("data_capture_sampling_percent", 0, "must be an integer from 1 to 100"),
     ("traffic_routing", "LINEAR", "must be one of ALL_AT_ONCE, CANARY"),
@@ -132,6 +131,7 @@ BAD_VALUES = [
     ("alarm_5xx_errors", 0, "must be an integer from 1 to 100000"),
     ("alarm_4xx_rate_percent", 101, "must be an integer from 1 to 100"),
     ("alarm_email", "not-an-email", "must look like ops@example.com"),
+    ("alarm_topic_arn", "arn:aws:sns:eu-west-1:1234:ops", "must look like arn:aws:sns:"),
     ("lambda_memory_mb", 64, "must be an integer from 128 to 10240"),
     ("lambda_reserved_concurrency", 0, "must be an integer from 1 to 1000"),
     ("lambda_provisioned_concurrency", -1, "must be an integer from 0 to 1000"),
@@ -139,7 +139,7 @@ BAD_VALUES = [
     ("lambda_provisioned_utilization_target", 0.95, "must be a number from 0.1 to 0.9"),
     ("endpoint_connect_timeout_seconds", 0, "must be an integer from 1 to 10"),
     ("endpoint_read_timeout_seconds", SAGEMAKER_INVOKE_LIMIT_SECONDS + 1, "must be an integer from 3 to 60"),
-    # The model server's timeout is 2 s shorter and must stay at least 1 s.
+    # A model server timeout of at least 1 s, plus the margin.
     ("endpoint_read_timeout_seconds", 2, "must be an integer from 3 to 60"),
     ("endpoint_max_attempts", 6, "must be an integer from 1 to 5"),
     ("max_image_bytes", 6_000_000, "must be an integer from 1024 to 4000000"),
@@ -291,7 +291,10 @@ def _botocore_worst_sleeps(attempts: int) -> float:
 @pytest.mark.parametrize("attempts", [1, 2, 3, 4, 5])
 def test_lambda_timeout_covers_botocores_longest_backoff(attempts):
     config = load(
-        endpoint_connect_timeout_seconds=2, endpoint_read_timeout_seconds=10, endpoint_max_attempts=attempts
+        endpoint_connect_timeout_seconds=2,
+        endpoint_read_timeout_seconds=10,
+        model_server_timeout_seconds=8,
+        endpoint_max_attempts=attempts,
     )
     worst = attempts * 12 + _botocore_worst_sleeps(attempts)
     assert worst < config.lambda_timeout_seconds <= worst + 4  # covered, and not padded beyond the margin
@@ -315,7 +318,7 @@ def test_local_nvme_instances_are_recognised():
 
 def test_app_prints_one_line_and_exits_1_on_a_bad_value():
     context = cdk_json_context()
-    context.update(stage="prod", model_data_url=GOOD_URL)
+    context.update(stage="prod", model_data_url=GOOD_URL, alarm_email="oncall@example.org")
     context["dogbreed:stages"]["prod"]["min_instances"] = 1
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
     result = subprocess.run(

@@ -47,7 +47,7 @@ def test_key_rotates_and_is_retained(stages, stage):
         "AWS::KMS::Key",
         {
             "Properties": {"EnableKeyRotation": True},
-            "DeletionPolicy": "Retain",
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
         },
     )
@@ -61,7 +61,7 @@ def test_artifact_bucket_is_private_encrypted_versioned_and_logged(stages, stage
     template.has_resource(
         "AWS::S3::Bucket",
         {
-            "DeletionPolicy": "Retain",
+            "DeletionPolicy": "RetainExceptOnCreate",
             "Properties": {
                 "BucketName": {
                     "Fn::Join": [
@@ -164,10 +164,15 @@ def test_training_role_reads_data_writes_output_and_checkpoints_only(stages, sta
         },
     )
     statements = statements_by_sid(synth, "training")
-    assert statements["ReadDataCheckpointsAndCode"]["Action"] == "s3:GetObject"
+    assert statements["ReadTrainingInputs"]["Action"] == "s3:GetObject"
     assert same_items(
-        statements["ReadDataCheckpointsAndCode"]["Resource"],
-        [bucket_arn(stage, "/data/*"), bucket_arn(stage, "/checkpoints/*"), bucket_arn(stage, "/code/*")],
+        statements["ReadTrainingInputs"]["Resource"],
+        [
+            bucket_arn(stage, "/data/*"),
+            bucket_arn(stage, "/checkpoints/*"),
+            bucket_arn(stage, "/code/*"),
+            bucket_arn(stage, "/weights/*"),
+        ],
     )
     assert statements["WriteOutputAndCheckpoints"]["Action"] == ["s3:AbortMultipartUpload", "s3:PutObject"]
     assert same_items(
@@ -176,7 +181,7 @@ def test_training_role_reads_data_writes_output_and_checkpoints_only(stages, sta
     )
     assert statements["ListProjectPrefixes"]["Resource"] == bucket_arn(stage)
     assert statements["ListProjectPrefixes"]["Condition"] == {
-        "StringLike": {"s3:prefix": ["data/*", "checkpoints/*", "code/*", "training-output/*"]}
+        "StringLike": {"s3:prefix": ["data/*", "checkpoints/*", "code/*", "weights/*", "training-output/*"]}
     }
     s3_actions = {a for s in statements.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
     assert s3_actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
@@ -313,7 +318,7 @@ def test_endpoint_log_group_is_declared_encrypted_with_retention_before_the_mode
     group = groups[group_id]
     assert group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
     assert "KmsKeyId" in group["Properties"]
-    assert group["DeletionPolicy"] == ("Retain" if synth.config.production else "Delete")
+    assert group["DeletionPolicy"] == ("RetainExceptOnCreate" if synth.config.production else "Delete")
     (model,) = synth.resources("serving", "AWS::SageMaker::Model").values()
     assert group_id in model["DependsOn"]
 
@@ -349,14 +354,15 @@ def test_dev_does_not_capture_data(dev):
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_every_alarm(stages, stage):
+def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_what_the_model_causes(stages, stage):
     synth = stages[stage]
     endpoint = only(synth.resources("serving", "AWS::SageMaker::Endpoint"))["Properties"]
     assert endpoint["EndpointName"] == f"dogbreed-{stage}"
     alarms = synth.resources("serving", "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 3
     rollback = endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
-    assert sorted(a["AlarmName"]["Ref"] for a in rollback) == sorted(alarms)
+    metrics = {alarms[a["AlarmName"]["Ref"]]["Properties"].get("MetricName") for a in rollback}
+    # Latency and 5xx errors are the model's; 4xx answers are the callers' and never roll back a model.
+    assert metrics == {"ModelLatency", "Invocation5XXErrors"}
     policy = endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     routing = policy["TrafficRoutingConfiguration"]
     assert routing["Type"] == synth.config.traffic_routing
@@ -429,9 +435,12 @@ def test_api_alarms_watch_what_callers_see_before_the_handler_answers(stages, st
     # Every alarm notifies the stage's one topic, the serving stack's (imported, not a second topic).
     synth.template("api").resource_count_is("AWS::SNS::Topic", 0)
     for alarm in alarms:
-        (action,) = alarm["Properties"]["AlarmActions"]
+        (action,) = alarm["Properties"]["AlarmActions"]  # no alarm_topic_arn in cdk.json
         output = action["Fn::GetStackOutput"]
-        assert output["StackName"] == f"dogbreed-{stage}-serving" and "AlarmsTopic" in output["OutputName"]
+        assert (
+            output["StackName"] == f"dogbreed-{stage}-serving"
+            and "AlarmsNotificationsTopic" in output["OutputName"]
+        )
         assert alarm["Properties"]["OKActions"] == [action]
 
 
@@ -572,9 +581,9 @@ def test_provisioned_concurrency_autoscales_between_the_derived_bounds(stages, s
     synth = stages[stage]
     config = synth.config
     alias = only(synth.resources("api", "AWS::Lambda::Alias"))["Properties"]
-    assert alias["ProvisionedConcurrencyConfig"] == {
-        "ProvisionedConcurrentExecutions": config.lambda_provisioned_concurrency
-    }
+    # One owner: Application Auto Scaling. A value on the alias would be written back over the autoscaled
+    # one on every code change (see test_lifecycle.py).
+    assert "ProvisionedConcurrencyConfig" not in alias
     target = only(synth.resources("api", "AWS::ApplicationAutoScaling::ScalableTarget"))["Properties"]
     assert target["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
     assert target["MinCapacity"] == config.lambda_provisioned_concurrency

@@ -171,19 +171,12 @@ def test_instance_without_local_storage_gets_the_kms_volume_key(kms_volume):
     assert "Fn::GetStackOutput" in key or "Fn::ImportValue" in key
 
 
-@pytest.fixture(scope="module")
-def training_host(tmp_path_factory):
-    return synth_stage(tmp_path_factory.mktemp("training-host"), "dev", training_host_enabled=True)
-
-
 def test_training_host_is_a_spot_dlami_instance_with_imdsv2_and_encrypted_volume(training_host):
     template = training_host.templates["training"]
     _, instance = only(training_host.resources("training", "AWS::EC2::Instance"))
     properties = instance["Properties"]
-    # The DLAMI id comes from AWS's public SSM parameter, resolved by CloudFormation at deploy time.
-    parameter = template["Parameters"][properties["ImageId"]["Ref"]]
-    assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
-    assert parameter["Default"] == training_host.config.training_host_ami_parameter
+    # Pinned in cdk.json: an SSM parameter resolved at deploy would replace the host at each DLAMI release.
+    assert properties["ImageId"] == training_host.config.training_host_ami_id
     (volume,) = properties["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
     assert "KmsKeyId" in volume["Ebs"]
@@ -214,9 +207,9 @@ def test_training_host_profile_is_scoped_to_the_bucket_prefixes(training_host):
     policies = training_host.resources("training", "AWS::IAM::ManagedPolicy")
     host_policy = next(p for k, p in policies.items() if k.startswith("GpuTrainingHostPolicy"))
     statements = {s["Sid"]: s for s in host_policy["Properties"]["PolicyDocument"]["Statement"]}
-    assert statements["ReadDataCheckpointsAndCode"]["Action"] == "s3:GetObject"
-    suffixes = sorted(r["Fn::Join"][1][-1] for r in statements["ReadDataCheckpointsAndCode"]["Resource"])
-    assert suffixes == ["/checkpoints/*", "/code/*", "/data/*"]
+    assert statements["ReadTrainingInputs"]["Action"] == "s3:GetObject"
+    suffixes = sorted(r["Fn::Join"][1][-1] for r in statements["ReadTrainingInputs"]["Resource"])
+    assert suffixes == ["/checkpoints/*", "/code/*", "/data/*", "/weights/*"]
     assert statements["SessionManager"]["Resource"] == "*"
     assert all(
         a.split(":")[0] in ("ssm", "ssmmessages", "ec2messages")

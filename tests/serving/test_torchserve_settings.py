@@ -1,8 +1,9 @@
 """What the real TorchServe runs with and does, read back from it: timeouts, workers, logs, a slow model.
 
-The stack intends: TorchServe gives up ``model_server_timeout_seconds`` (2 s before the Lambda's read
-timeout), with ``inference_workers`` workers. These tests read the effective values back from TorchServe's
-management API, and watch the server cut a slow request before the caller's read timeout.
+The stack intends: TorchServe gives up after ``model_server_timeout_seconds`` (at least 2 s before the
+Lambda's read timeout), with ``inference_workers`` workers. These tests read the effective values back
+from TorchServe's management API, and watch the server cut a slow request before the caller's read
+timeout.
 """
 
 from __future__ import annotations
@@ -61,13 +62,16 @@ def test_ping_is_torchserves(torchserve_endpoint):
 @pytest.fixture(scope="module")
 def instrumented(artifact_dir, tmp_path_factory):
     """A one-worker TorchServe on an instrumented copy of the artifact; the stage's environment with a
-    4 s read timeout (so the server's is 2 s)."""
+    2 s server timeout under a 4 s read timeout."""
     model = tmp_path_factory.mktemp("instrumented") / "model"
     shutil.copytree(artifact_dir, model)
     code = model / "code" / "inference.py"
     code.write_text(code.read_text() + INSTRUMENTED)
     config = dataclasses.replace(
-        stage_config_from_cdk_json("dev"), endpoint_read_timeout_seconds=4, inference_workers=1
+        stage_config_from_cdk_json("dev"),
+        endpoint_read_timeout_seconds=4,
+        model_server_timeout_seconds=2,
+        inference_workers=1,
     )
     with LocalEndpoint(
         str(model), name=ENDPOINT_NAME, server="torchserve", environment=model_environment(config)

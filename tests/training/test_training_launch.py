@@ -22,6 +22,8 @@ ROLE = "arn:aws:iam::111122223333:role/dogbreed-dev-training"
 KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 IMAGE = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
 FLAGS = ["--role-arn", ROLE, "--bucket", "dogbreed-dev-data", "--region", "eu-west-1", "--job-name", "job-1"]
+# The training role reads weights only under the bucket's weights/ prefix (the stack's WeightsPrefix).
+WEIGHTS = "s3://dogbreed-dev-data/weights/resnet50.pth"
 
 
 def no_credentials_env(tmp_path) -> dict[str, str]:
@@ -128,14 +130,38 @@ def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
     assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE  # the image the role is set up for
 
 
+def test_the_weights_prefix_comes_from_the_training_stack_outputs(offline):
+    unsigned = Config(signature_version=UNSIGNED)
+    cloudformation = boto3.client("cloudformation", region_name="eu-west-1", config=unsigned)
+    outputs = {"TrainingRoleArn": ROLE, "BucketName": "stack-bucket", "WeightsPrefix": "pretrained/"}
+    with Stubber(cloudformation) as stub:
+        stub.add_response(
+            "describe_stacks",
+            {"Stacks": [{"StackName": "dogbreed-dev-training", "CreationTime": "2026-01-01T00:00:00Z",
+                         "StackStatus": "CREATE_COMPLETE",
+                         "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]},
+            {"StackName": "dogbreed-dev-training"},
+        )  # fmt: skip
+        argv = [
+            "--stage",
+            "dev",
+            "--region",
+            "eu-west-1",
+            "--weights-s3-uri",
+            "s3://stack-bucket/weights/r.pth",
+        ]
+        with pytest.raises(launch.LaunchError, match=re.escape("a file under s3://stack-bucket/pretrained/")):
+            launch.plan(launch.build_parser_launch().parse_args(argv), cloudformation)
+
+
 def test_network_isolation_takes_the_weights_from_a_channel(offline):
-    request = _request([*FLAGS, "--network-isolation", "--weights-s3-uri", "s3://b/weights/resnet50.pth",
+    request = _request([*FLAGS, "--network-isolation", "--weights-s3-uri", WEIGHTS,
                         "--instance-count", "4", "--no-spot"])  # fmt: skip
     assert request["EnableNetworkIsolation"] is True
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
     }
-    assert channels["weights"] == "s3://b/weights/resnet50.pth"
+    assert channels["weights"] == WEIGHTS
     assert request["ResourceConfig"]["InstanceCount"] == 4
     assert request.get("EnableManagedSpotTraining") in (None, False)
     assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
@@ -149,6 +175,19 @@ def test_network_isolation_takes_the_weights_from_a_channel(offline):
         ([*FLAGS, "-H", "epochs"], "not KEY=VALUE"),
         ([*FLAGS, "-H", "model-dir=/x"], "unknown hyperparameter 'model-dir'"),
         ([*FLAGS, "--network-isolation"], "needs --weights-s3-uri"),
+        # Anywhere but a file under weights/ the job would start and then fail on AccessDenied.
+        (
+            [*FLAGS, "--weights-s3-uri", "s3://other-bucket/weights/resnet50.pth"],
+            "--weights-s3-uri must name a file under s3://dogbreed-dev-data/weights/",
+        ),
+        (
+            [*FLAGS, "--weights-s3-uri", "s3://dogbreed-dev-data/data/resnet50.pth"],
+            "--weights-s3-uri must name a file under s3://dogbreed-dev-data/weights/",
+        ),
+        (
+            [*FLAGS, "--weights-s3-uri", "s3://dogbreed-dev-data/weights/"],
+            "--weights-s3-uri must name a file under s3://dogbreed-dev-data/weights/",
+        ),
         ([*FLAGS, "--max-run", "100", "--max-wait", "50"], "--max-wait must be at least --max-run"),
     ],
 )
