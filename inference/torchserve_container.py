@@ -24,6 +24,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -295,7 +296,14 @@ def _worker_error(log: str) -> str | None:
         for line in log.splitlines()
         if "MODEL_LOG - " in line and ("Error" in line or "Exception" in line)
     ]
-    return errors[-1] if errors else None
+    # After logging the load failure, the worker re-raises its own status as ``RuntimeError("500 - Unknown
+    # exception")`` (ts/model_service_worker.py, handle_connection): that line says nothing about the model,
+    # and on a busy machine it is already in the log when the cause is read.
+    causes = [line for line in errors if not _TORCHSERVE_STATUS.match(line)]
+    return (causes or errors)[-1] if errors else None
+
+
+_TORCHSERVE_STATUS = re.compile(r"^RuntimeError: \d{3} - ")
 
 
 def _free_ports(count: int) -> list[int]:

@@ -153,3 +153,24 @@ def test_a_model_that_does_not_load_is_refused_before_traffic(artifact_dir, tmp_
     config = dataclasses.replace(stage_config_from_cdk_json("dev"), inference_workers=1)
     with pytest.raises(ContainerStartError, match=r"model\.pt does not load as this model's state_dict"):
         TorchServeContainer(Path(broken), model_environment(config)).start()
+
+
+def test_a_load_failure_is_told_by_its_cause_not_by_torchserves_status_line():
+    """On a busy machine the worker's re-raised status ("500 - Unknown exception") is already in the log
+    when the container reads it; the reason given must still be the model's own error."""
+    from inference.torchserve_container import _worker_error
+
+    prefix = "2026-12-02T00:25:31,097 [INFO ] W-9000-model_1.0-stdout MODEL_LOG - "
+    log = "\n".join(
+        prefix + line
+        for line in (
+            "Traceback (most recent call last):",
+            "RuntimeError: model.pt does not load as this model's state_dict (resnet18, 6 classes)",
+            "Traceback (most recent call last):",
+            "RuntimeError: 500 - Unknown exception",
+        )
+    )
+    assert _worker_error(log).startswith("RuntimeError: model.pt does not load")
+    assert _worker_error(prefix + "RuntimeError: 500 - Unknown exception") == (
+        "RuntimeError: 500 - Unknown exception"
+    )
