@@ -610,6 +610,77 @@ def training_section(result: dict[str, Any]) -> str:
     )
 
 
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def loader_section(result: dict[str, Any]) -> str:
+    title = "## Training input pipeline per loader worker (CPU core)"
+    if failed := _failed(result):
+        return f"{title}\n\n{failed}"
+    sets, target, cores = result["sets"], result["target"], result["cores_needed"]
+    rate = f"{target['images_per_sec']:,.0f} img/s"
+    rows = []
+    for name, entry in result["per_worker"].items():
+        rates = entry["images_per_sec"]
+        rows.append(
+            [
+                f"{name} ({sets[name]['pixels']}, ~{sets[name]['mean_kb']:.0f} KB)",
+                *(mmm(rates[path], fmt=_count) for path in ("decode", "float path", "uint8 path")),
+                f"{entry['speedup_uint8_vs_float']['median']:.2f}x",
+                f"{cores[name + '/float path']} / {cores[name + '/uint8 path']}",
+            ]
+        )
+    run = result["loader_vs_step"]
+    steps = [
+        [name, mmm(rates["data loader alone"]), mmm(rates["full step"])]
+        for name, rates in run["images_per_sec"].items()
+    ]
+    sample = result["bytes_per_sample"]
+    difference = result["eval_difference_prepared"]
+    setup = (
+        f"`bench.loader_speed`: {sets['original']['images']} generated dogImages-like photos, and the same "
+        f"after `python -m training.prepare --short-side {result['short_side']}` (JPEG quality "
+        f"{result['quality']}, {result['subsampling']}: {result['size_ratio_prepared']:.0%} of the bytes). "
+        "One process with one torch "
+        f"thread (a DataLoader worker's), {result['image_size']} px `RandomResizedCrop` (scale from "
+        f"{result['min_crop_scale']}) + flip, {result['repeats']} interleaved passes. Float path: the preset "
+        "training had before (crop on the PIL image, `ToTensor`, `Normalize` in the worker); uint8 path: "
+        f"`training.data` now (crop on the uint8 tensor, normalized on the device). Measured "
+        f"{result['date_utc']}, load average "
+        f"{' -> '.join(str(v) for v in result['load_average'])} on {result['usable_cpus']} CPUs: shared "
+        "cores make every rate lower and every core count higher than on a dedicated host."
+    )
+    header = ["images", "decode img/s", "float path img/s", "uint8 path img/s", "uint8 vs float"]
+    transfer = (
+        f"A worker hands over {sample['float path'] / 1e3:.0f} KB per sample on the float path, "
+        f"{sample['uint8 path'] / 1e3:.0f} KB on the uint8 path: a quarter through shared memory, the "
+        f"pinned buffer and the host-to-device copy. Target: {target['source']}. A p4d.24xlarge has "
+        f"{target['vcpus_per_gpu_p4d']} vCPUs per A100, before the training processes take theirs."
+    )
+    step_setup = (
+        f"Loader alone vs a full training step on this CPU ({run['arch']}, batch {run['batch_size']}, "
+        f"{run['loader_workers']} loader worker(s), {run['threads']} threads; `load_data`, `to_model_input`; "
+        "the four measures interleaved):"
+    )
+    verdict = (
+        "On a CPU the step is the bottleneck; on a GPU the loader is, which the cores column sizes. "
+        "Validation on the prepared copy vs the endpoint's preset on the originals: mean |difference| "
+        f"{difference['mean_abs']:.2f}/255, max {difference['max_abs']:.0f}/255 (one JPEG re-encode)."
+    )
+    return "\n\n".join(
+        [
+            title,
+            setup,
+            table([*header, f"cores for {rate} (float / uint8)"], rows),
+            transfer,
+            step_setup,
+            table(["images", "loader alone img/s", "full step img/s"], steps),
+            verdict,
+        ]
+    )
+
+
 def multi_image_section(inference: dict[str, Any], arch: str, capacity: dict[str, Any] | None = None) -> str:
     title = "## Multi-image requests and dynamic batching"
     if "models" not in inference or arch not in inference["models"]:
@@ -940,6 +1011,8 @@ def render(results: dict[str, Any], decisions: dict[str, Any]) -> str:
         sections.append(lambda_section(results["lambda"]))
     if "training" in results:
         sections.append(training_section(results["training"]))
+    if "loader" in results:
+        sections.append(loader_section(results["loader"]))
     capacity = results.get("serving", {}).get("capacity", {}).get("by_arch", {}).get(serving_arch)
     sections.append(multi_image_section(results.get("inference", {}), serving_arch, capacity))
     sections.append(cost_section(decisions))

@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmark suite, write docs/benchmarks.md, docs/benchmarks.json, docs/img/.
 
-    python -m bench [--quick] [--compile] [--only inference,preprocess,serving,lambda,training]
+    python -m bench [--quick] [--compile] [--only inference,preprocess,serving,lambda,training,loader]
 
 ``--quick`` scales every size down (a smoke test of the tools, about a minute); the default sizes
 take a few minutes on 2 cores. A benchmark that fails is reported as failed in the document and
@@ -23,7 +23,7 @@ from . import decisions as decide
 from . import machine, plots, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("inference", "preprocess", "serving", "lambda", "training")
+SECTIONS = ("inference", "preprocess", "serving", "lambda", "training", "loader")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Sizes:
     cold_runs: int
     warm_iterations: dict[str, int]
     train: dict[str, Any]
+    loader: dict[str, Any]
 
 
 FULL = Sizes(
@@ -53,6 +54,7 @@ FULL = Sizes(
     cold_runs=10,
     warm_iterations={"small": 300, "medium": 100, "phone": 30},
     train={"arch": "resnet18", "image_size": 96, "batch_size": 8, "steps": 2, "repeats": 3, "per_class": 16},
+    loader={"images": 32, "repeats": 15, "batch_size": 8, "steps": 2, "step_repeats": 3},
 )
 QUICK = Sizes(
     latency_iters=5,
@@ -66,6 +68,7 @@ QUICK = Sizes(
     cold_runs=3,
     warm_iterations={"small": 20, "medium": 5, "phone": 3},
     train={"arch": "resnet18", "image_size": 64, "batch_size": 8, "steps": 1, "repeats": 2, "per_class": 8},
+    loader={"images": 8, "repeats": 2, "batch_size": 4, "steps": 1, "step_repeats": 1},
 )
 
 
@@ -184,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import training_speed
 
         results["training"] = guarded("training", lambda: training_speed.run(**sizes.train, log=log))
+    if "loader" in args.sections:
+        from . import loader_speed
+
+        results["loader"] = guarded("loader", lambda: loader_speed.run(**sizes.loader, log=log))
 
     results["machine_end"] = {"load_average": [round(v, 2) for v in machine.load_average()]}
     results["wall_seconds"] = time.perf_counter() - started

@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure(args, cfg, ctx, load_data, create_model, build_optimizer, wrap) -> dict[str, Any]:
+    from training.data import to_model_input
     from training.distributed import all_reduce_sum
 
     data = load_data(cfg, ctx)
@@ -122,7 +123,7 @@ def _measure(args, cfg, ctx, load_data, create_model, build_optimizer, wrap) -> 
         done = 0
         for _ in range(args.steps):
             images, targets = next(batches)
-            images = images.to(memory_format=memory_format)
+            images = to_model_input(images, ctx.device, memory_format)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 loss = criterion(model(images), targets)
             optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,10 @@
 """Image decoding and the evaluation preset: the single definition of what the model sees.
 
-Training's validation loop and the endpoint both call :func:`eval_transform`, and the endpoint
-decodes request bytes with :func:`decode_image`, so a served prediction matches a validation one.
+Training's validation loop and the endpoint share the evaluation preset (:func:`eval_transform_uint8`
+and :class:`NormalizeImages`, which :func:`eval_transform` chains for the endpoint; training runs the
+second on the GPU) and the decode rule: the endpoint decodes request bytes with :func:`decode_image`,
+training its dataset files with :func:`decode_training_image`, the same orientation and conversion
+to RGB without the hostile-input limits. So a served prediction matches a validation one.
 
 Every body under the endpoint's size limit must cost a bounded amount of CPU and memory: the limits
 below are checked on headers and metadata before Pillow or libjpeg do the expensive part
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import re
 import struct
 from collections.abc import Callable
@@ -151,21 +155,62 @@ class CropToAspectRatio:
         return f"{type(self).__name__}(max_ratio={self.max_ratio})"
 
 
+class NormalizeImages:
+    """uint8 images (CHW, or an NCHW batch) to float32 model input: scaled to [0, 1], then (x - mean) / std.
+
+    torchvision's ToTensor + Normalize, as one step that runs wherever the pixels are: the endpoint
+    runs it per image inside :func:`eval_transform`, training on the GPU after copying a uint8 batch
+    there (a quarter of float32's bytes, and the float work leaves the CPU workers). The operations
+    are ToTensor's and Normalize's in their order, so on a CPU the result is bit-identical to them.
+    """
+
+    def __init__(
+        self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+    ) -> None:
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        # Built once per device: a tensor made from Python numbers on a GPU is a blocking host-to-device
+        # copy, which per batch would stall the queue of GPU work.
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(
+        self, images: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format
+    ) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"NormalizeImages takes uint8 images, got {images.dtype}")
+        if images.device not in self._constants:
+            self._constants[images.device] = tuple(
+                torch.tensor(values, device=images.device).view(-1, 1, 1) for values in (self.mean, self.std)
+            )
+        mean, std = self._constants[images.device]
+        return images.to(torch.float32, memory_format=memory_format).div_(255).sub_(mean).div_(std)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
+
+
+def eval_transform_uint8(image_size: int, resize_size: int | None = None) -> transforms.Compose:
+    """The evaluation preset up to the pixels: resize the short side, centre-crop; a PIL RGB image in,
+    CHW uint8 out. Training's validation loader sends this and normalizes on the device."""
+    return transforms.Compose(
+        [
+            CropToAspectRatio(),
+            transforms.Resize(resize_size or resize_size_for(image_size), antialias=True),
+            transforms.CenterCrop(image_size),
+            transforms.PILToTensor(),
+        ]
+    )
+
+
 def eval_transform(
     image_size: int,
     resize_size: int | None = None,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
 ) -> transforms.Compose:
-    """Resize the short side, centre-crop, scale to [0, 1], normalize: a PIL RGB image in, CHW float out."""
+    """:func:`eval_transform_uint8`, then :class:`NormalizeImages`: a PIL RGB image in, CHW float out."""
     return transforms.Compose(
-        [
-            CropToAspectRatio(),
-            transforms.Resize(resize_size or resize_size_for(image_size), antialias=True),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
+        [*eval_transform_uint8(image_size, resize_size).transforms, NormalizeImages(mean, std)]
     )
 
 
@@ -216,8 +261,9 @@ def decode_image(
     _check_decode_memory(image, jpeg)
     try:
         image.load()
-        # Transposed before the conversion to RGB, as ImageOps.exif_transpose did it: the same
-        # pixels, and the copy is of the decoded mode (1 byte a pixel for greyscale, not 4).
+        # Inline, not through a helper: rebinding ``image`` frees the decoded copy before the RGB
+        # conversion; a helper's caller would keep it alive (three full-size copies at once for a
+        # rotated RGBA PNG, tests/serving/test_hostile_inputs.py).
         method = _transpose_method(image)
         if method is not None:
             image = image.transpose(method)
@@ -228,6 +274,27 @@ def decode_image(
         # Pillow says "image file is truncated" (OSError) or "broken data stream" for damaged files;
         # other plugins raise SyntaxError, struct.error, IndexError ... for the same cause.
         raise ImageDecodeError(f"the image data is damaged or truncated: {_short(exc)}") from None
+
+
+def decode_training_image(path: str | os.PathLike[str]) -> Image.Image:
+    """A dataset file as :func:`decode_image` would give it, upright and 8-bit RGB, without its limits.
+
+    Training and validation apply the endpoint's EXIF orientation and RGB conversion, so validation
+    sees what the endpoint sees (a phone photo stored sideways is upright for both). The hostile-input
+    bounds are not applied: a dataset's files are its owner's, and an odd but valid one (TIFF, GIF, a
+    progressive JPEG over the decode-memory bound, an EXIF block of a thousand entries) is an image to
+    train on. Pillow's own decompression-bomb limit still applies. A truncated file raises OSError,
+    as Pillow does; the training loader decides what to do with it.
+    """
+    with open(path, "rb") as file:
+        image = Image.open(file)
+        image.load()
+    # As decode_image: transposed before the conversion to RGB, as ImageOps.exif_transpose did it (the
+    # same pixels, and the copy is of the decoded mode), rebinding so the decoded copy is freed.
+    method = _transpose_method(image, max_exif_entries=None)
+    if method is not None:
+        image = image.transpose(method)
+    return _to_rgb(image)
 
 
 def _claimed_format(data: bytes) -> str | None:
@@ -394,7 +461,9 @@ def _check_decode_memory(image: Image.Image, jpeg: _JpegHeader | None) -> None:
     )
 
 
-def _transpose_method(image: Image.Image) -> Image.Transpose | None:
+def _transpose_method(
+    image: Image.Image, max_exif_entries: int | None = MAX_EXIF_ENTRIES
+) -> Image.Transpose | None:
     """What ImageOps.exif_transpose would do to ``image``, read the way Image.getexif reads it."""
     exif = image.info.get("exif")
     if exif is None and "Raw profile type exif" in image.info:  # ImageMagick's PNG text chunk
@@ -402,7 +471,9 @@ def _transpose_method(image: Image.Image) -> Image.Transpose | None:
             exif = bytes.fromhex("".join(str(image.info["Raw profile type exif"]).split("\n")[3:]))
         except ValueError:
             exif = None
-    present, orientation = _exif_orientation(exif) if isinstance(exif, bytes) else (False, None)
+    present, orientation = (
+        _exif_orientation(exif, max_exif_entries) if isinstance(exif, bytes) else (False, None)
+    )
     if not present:
         # Image.getexif falls back on XMP's tiff:Orientation when EXIF has no orientation entry.
         xmp = image.info.get("XML:com.adobe.xmp") or image.info.get("xmp")
@@ -424,14 +495,14 @@ _TIFF_TYPES = {
 _NUMERIC_TIFF_TYPES = frozenset({3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16})
 
 
-def _exif_orientation(exif: bytes) -> tuple[bool, object]:
+def _exif_orientation(exif: bytes, max_entries: int | None = MAX_EXIF_ENTRIES) -> tuple[bool, object]:
     """(whether IFD0 holds an orientation entry, its first value) as Pillow's Exif reads it.
 
     Mirrors TiffImagePlugin.ImageFileDirectory_v2.load for IFD0 only: the first entry of a tag that
     it would store wins; unknown types, empty values, values past the end of the block and a block
     whose values add up to more than its size are skipped; a truncated entry or value ends the
     directory. A block Pillow cannot parse at all has no orientation (Pillow raised, which made the
-    whole request fail). Raises :class:`ImageDecodeError` for a directory over MAX_EXIF_ENTRIES.
+    whole request fail). Raises :class:`ImageDecodeError` for a directory over ``max_entries``.
     """
     view = memoryview(exif)
     for _ in range(2):  # Image.Exif.load strips up to two "Exif\0\0" prefixes
@@ -444,10 +515,10 @@ def _exif_orientation(exif: bytes) -> tuple[bool, object]:
     if offset + 2 > len(view):
         return False, None
     (count,) = struct.unpack_from(order + "H", view, offset)
-    if count > MAX_EXIF_ENTRIES:
+    if max_entries is not None and count > max_entries:
         raise ImageDecodeError(
             f"the image's EXIF metadata has {count} entries in its first directory; the limit is"
-            f" {MAX_EXIF_ENTRIES}"
+            f" {max_entries}"
         )
     stored: set[int] = set()
     values_size = 0

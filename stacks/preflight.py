@@ -60,7 +60,7 @@ _SPOT_QUOTA = re.compile(r"^All (?P<families>.+) Spot Instance Requests$")
 # training/launch.py's defaults (--instance-type, --instance-count, --spot). Importing that module would pull
 # in torchvision (training.config), so they are repeated; tests/infra/test_preflight.py keeps them equal.
 TRAINING_INSTANCE_TYPE = "ml.g4dn.xlarge"
-TRAINING_INSTANCE_COUNT = 2
+TRAINING_INSTANCE_COUNT = 1
 TRAINING_SPOT = True
 _ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 # ListServiceQuotas has low request rates; standard mode retries throttling with backoff.

@@ -32,6 +32,7 @@ import inference
 from inference.architecture import build_model
 from inference.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
 
+from .checkpoint import atomic_save
 from .model import strip_prefixes
 
 CODE_DIR = "code"
@@ -63,7 +64,9 @@ def write_artifact(model_dir: Path, state_dict: dict[str, torch.Tensor], config:
     """Write weights, config and a fresh copy of the endpoint code into ``model_dir``."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(state_dict, model_dir / WEIGHTS_FILENAME)
+    # Atomic and outside model_dir until whole: a run killed while writing leaves no half model.pt
+    # that load_artifact or a packaging step would take for the trained model.
+    atomic_save(state_dict, model_dir / WEIGHTS_FILENAME)
     config.save(model_dir)
     code = model_dir / CODE_DIR
     if code.exists():

@@ -10,13 +10,18 @@ tensors go in, so loading it never unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +33,73 @@ def checkpoint_path(checkpoint_dir: Path) -> Path:
     return Path(checkpoint_dir) / CHECKPOINT_NAME
 
 
-def save_checkpoint(state: dict[str, Any], checkpoint_dir: Path) -> Path:
-    """Write to a temporary file and rename it over the old one: a kill mid-write never leaves a torn file.
+def staging_dir(directory: Path) -> Path:
+    """Where a file bound for ``directory`` is written before it is renamed into place.
 
-    SageMaker uploads files in the checkpoint dir as they change; the rename makes the upload see only
-    complete checkpoints.
+    A hidden sibling, ``<parent>/.<name>-tmp``, not ``directory`` itself: SageMaker mirrors
+    ``/opt/ml/checkpoints`` to S3 as files appear and disappear ("If a checkpoint is deleted in the
+    SageMaker AI container, it will also be deleted in the S3 folder",
+    https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html), so a temporary file in it
+    is an upload of a whole checkpoint followed by an S3 delete, which the training role may not do
+    (no ``s3:DeleteObject`` on ``checkpoints/*``). A sibling because ``os.replace`` is atomic only
+    within one file system (https://docs.python.org/3/library/os.html#os.replace): the parent is on
+    the same one unless ``directory`` is a mount point (on SageMaker it is a plain directory that an
+    agent syncs, so ``/opt/ml/.checkpoints-tmp`` is next to it on the same disk). Where the sibling is
+    on another device or cannot be created, the directory itself is used: atomicity comes first.
     """
-    path = checkpoint_path(checkpoint_dir)
+    directory = Path(directory)
+    sibling = directory.parent / f".{directory.name}-tmp"
+    try:
+        sibling.mkdir(exist_ok=True)
+        if os.stat(sibling).st_dev == os.stat(directory).st_dev:
+            return sibling
+        sibling.rmdir()
+    except OSError:
+        pass
+    log.warning("writing temporary files inside %s (%s is not usable on its file system)", directory, sibling)
+    return directory
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable: fsync of the file alone does not write the directory
+    entry ("an explicit fsync() on a file descriptor for the directory is also needed",
+    https://man7.org/linux/man-pages/man2/fsync.2.html)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` that never leaves a torn or partial ``path``, nor a temporary file next to it.
+
+    Written in :func:`staging_dir`, fsynced, renamed over ``path`` (atomic: a reader or an S3 sync sees
+    the old file or the new one), and the directory fsynced, so that after a crash the new name is there.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({**state, "format_version": FORMAT_VERSION}, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    staging = staging_dir(path.parent)
+    tmp = staging / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    if staging != path.parent:
+        with contextlib.suppress(OSError):  # still in use by another writer: it removes it
+            staging.rmdir()
     return path
+
+
+def save_checkpoint(state: dict[str, Any], checkpoint_dir: Path) -> Path:
+    """Replace the checkpoint atomically (:func:`atomic_save`): a kill mid-write never leaves a torn
+    file, and SageMaker's sync of the checkpoint dir only ever sees whole checkpoints."""
+    return atomic_save({**state, "format_version": FORMAT_VERSION}, checkpoint_path(checkpoint_dir))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -63,6 +121,77 @@ def find_resume_checkpoint(resume: str, checkpoint_dir: Path | None) -> Path | N
         return None
     path = checkpoint_path(checkpoint_dir)
     return path if path.is_file() else None
+
+
+def describe_checkpoint(path: Path | None, host: str) -> dict[str, Any]:
+    """What one rank knows about its resume candidate, small enough to all-gather: where it is, which
+    run wrote it and how far that run got, or why it cannot be read.
+
+    Read with ``mmap=True``: only the pickled part (numbers, strings, the settings) comes off the disk,
+    the tensors stay mapped and unread (https://docs.pytorch.org/docs/stable/generated/torch.load.html,
+    ``mmap``), so every rank can look at a checkpoint of any size for the cost of its header.
+    """
+    report: dict[str, Any] = {"host": host, "path": None if path is None else str(path)}
+    if path is None or not path.is_file():
+        return report
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"checkpoint format {state.get('format_version')}, expected {FORMAT_VERSION}")
+        report.update(
+            run_started=float(state.get("run_started", 0.0)),
+            epoch=int(state["epoch"]),
+            step=int(state["step"]),
+            args=dict(state.get("args", {})),
+        )
+    except Exception as exc:  # reported to every rank, which then all stop with the same message
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    return report
+
+
+def resume_position(report: dict[str, Any]) -> tuple[float, int, int]:
+    """The order of checkpoints: a later run first (--resume never started one; an older run's files on
+    another host are stale), then more training done (one host's copy may lag behind the newest save)."""
+    return report["run_started"], report["epoch"], report["step"]
+
+
+def _where(report: dict[str, Any]) -> str:
+    return f"{report['host']}:{report['path']}"
+
+
+def choose_resume_source(reports: Sequence[dict[str, Any]], resume: str, keys: Sequence[str]) -> int | None:
+    """The rank whose checkpoint the run continues from, given every rank's :func:`describe_checkpoint`.
+
+    None (start from scratch) only when no rank has a checkpoint. Otherwise the newest (by
+    :func:`resume_position`) wins, whichever host holds it: under torchrun's c10d rendezvous the ranks follow
+    the hosts' sorted names, so a replacement host can become rank 0 with an empty disk while another
+    host holds the checkpoint. Raises :class:`ConfigError` (the same on every rank) when a rank's file
+    does not load, when an explicit ``--resume`` file is on no host, or when two hosts hold checkpoints
+    equally far into the same run with different ``keys`` settings: no rule says which one is right.
+    """
+    broken = {_where(r): r["error"] for r in reports if "error" in r}
+    if broken:
+        detail = "; ".join(f"{where}: {error}" for where, error in broken.items())
+        raise ConfigError(
+            f"cannot read a checkpoint to resume from ({detail}); remove it or pass --resume never"
+        )
+    found = [(rank, r) for rank, r in enumerate(reports) if "epoch" in r]
+    if not found:
+        if resume not in ("auto", "never"):
+            raise ConfigError(f"--resume {resume}: no host has this file")
+        return None
+    newest = max(resume_position(r) for _, r in found)
+    candidates = [(rank, r) for rank, r in found if resume_position(r) == newest]
+    settings = {
+        _where(r): json.dumps({k: r["args"].get(k) for k in keys}, sort_keys=True) for _, r in candidates
+    }
+    if len(set(settings.values())) > 1:
+        detail = "; ".join(f"{where}: {text}" for where, text in settings.items())
+        raise ConfigError(
+            f"checkpoints at the same epoch and step disagree on the run's settings ({detail}); "
+            "remove all but one of them"
+        )
+    return candidates[0][0]
 
 
 def rng_state() -> dict[str, Any]:

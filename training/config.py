@@ -33,6 +33,20 @@ DATA_CHANNEL = "data"
 WEIGHTS_CHANNEL = "weights"
 WEIGHTS_CHOICES = ("imagenet", "none")
 AMP_CHOICES = ("auto", "bf16", "fp16")
+KEEP_CHOICES = ("last", "best", "ema")
+
+# The default learning rate follows the global batch (batch size x processes) by the linear scaling rule
+# of Goyal et al. 2017, "Accurate, Large Minibatch SGD" (section 2.1): lr = base x global batch / 256.
+# SGD's base is theirs and torchvision's references/classification default (--lr 0.1 for 8 GPUs x 32).
+# AdamW's is PyTorch's own default (torch.optim.AdamW lr=1e-3); Adam divides each step by the gradient's
+# RMS, so the rule's argument (k steps of batch n ~ one step of batch kn at k times the lr) does not carry
+# over to it, and its default is only ever scaled down: at most 1e-3, which keeps a fine-tune's
+# pretrained features (SGD's 0.01 with AdamW wrecked them: test loss ~8,900 after one epoch).
+LR_REFERENCE_BATCH = 256
+BASE_LR = {"sgd": 0.1, "adamw": 1e-3}
+# Goyal et al. (section 2.2) warm up over 5 epochs of 90 where the scaled lr is larger than the base;
+# a fine-tune is shorter, so at most a fifth of it warms up.
+MAX_AUTO_WARMUP_EPOCHS = 5
 
 
 class ConfigError(ValueError):
@@ -49,6 +63,42 @@ def parse_bool(value: str | bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
+
+
+def parse_amp(value: str | bool) -> bool | None:
+    """``auto`` (None: on where the device is a GPU) or a boolean."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return parse_bool(value)
+
+
+@dataclass(frozen=True)
+class LearningRate:
+    lr: float
+    base_lr: float
+    rule: str
+    warmup_epochs: int
+
+
+def learning_rate(
+    opt: str, lr: float | None, global_batch: int, epochs: int, warmup_epochs: int | None
+) -> LearningRate:
+    """The peak lr and warm-up for ``--lr``/``--lr-warmup-epochs`` as given (None: not given).
+
+    An explicit lr is the user's for this global batch and is not scaled: scaling it too would make the
+    same flag mean another lr on another number of GPUs, and a resume there would silently change it.
+    """
+    if lr is not None:
+        return LearningRate(lr, lr, "explicit", warmup_epochs or 0)
+    base = BASE_LR[opt]
+    scaled = base * global_batch / LR_REFERENCE_BATCH
+    rule = "linear"
+    if opt == "adamw":
+        scaled, rule = min(base, scaled), "linear-capped"
+    if warmup_epochs is None:
+        # Goyal et al.: a large scaled lr at the start, on weights not yet adapted, diverges.
+        warmup_epochs = min(MAX_AUTO_WARMUP_EPOCHS, epochs // 5) if scaled > base else 0
+    return LearningRate(scaled, base, rule, warmup_epochs)
 
 
 @dataclass(frozen=True)
@@ -81,16 +131,23 @@ class TrainConfig:
     epochs: int
     freeze_epochs: int
     batch_size: int  # per process, as in torchvision's references
-    lr: float
+    lr: float  # the peak lr the optimizer uses, for the global batch
+    base_lr: float  # the lr for LR_REFERENCE_BATCH images that lr was scaled from (explicit --lr: lr)
+    lr_reference_batch: int
+    lr_rule: str  # "linear", "linear-capped" (never above base_lr) or "explicit" (--lr as given)
+    global_batch: int  # batch_size x processes
     momentum: float
     weight_decay: float
     opt: str
     label_smoothing: float
-    lr_warmup_epochs: int
+    lr_warmup_epochs: int  # as given, or the default for the lr (see learning_rate)
+    keep: str  # which weights the artifact gets: KEEP_CHOICES
+    ema_decay: float
+    ema_steps: int
     image_size: int
     min_crop_scale: float
     seed: int
-    amp: bool
+    amp: bool | None  # None: on where the device is a GPU (loop.amp_dtype_for)
     amp_dtype: str
     workers: int
     threads: int
@@ -184,12 +241,25 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=32, help="images per process per step")
-    g.add_argument("--lr", type=float, default=0.01, help="peak learning rate (for the global batch)")
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate for the global batch, used as given; default: the optimizer's base "
+        f"({', '.join(f'{k} {v:g}' for k, v in BASE_LR.items())}) x global batch / {LR_REFERENCE_BATCH}, "
+        "AdamW's at most its base",
+    )
     g.add_argument("--opt", choices=("sgd", "adamw"), default="sgd")
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--weight-decay", type=float, default=1e-4)
     g.add_argument("--label-smoothing", type=float, default=0.0)
-    g.add_argument("--lr-warmup-epochs", type=int, default=0, help="linear warm-up, then cosine decay")
+    g.add_argument(
+        "--lr-warmup-epochs",
+        type=int,
+        default=None,
+        help="linear warm-up, then cosine decay; default: 0, or where the default lr is scaled above "
+        f"its base, min({MAX_AUTO_WARMUP_EPOCHS}, epochs // 5)",
+    )
     g.add_argument("--image-size", type=int, default=224, help="training crop and evaluation crop side")
     g.add_argument(
         "--min-crop-scale",
@@ -199,14 +269,31 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     g.add_argument("--seed", type=int, default=0, help="same seed, same data order, same result")
 
+    g = p.add_argument_group("artifact")
+    g.add_argument(
+        "--keep",
+        default="last",
+        help="weights the artifact gets: 'last' epoch's, 'best' (the epoch with the highest val_acc1) "
+        "or 'ema' (exponential moving average of the weights)",
+    )
+    g.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.99998,
+        help="--keep ema: torchvision's --model-ema-decay, for ImageNet-1k's size; rescaled to this "
+        "run's number of updates (training.keep.ema_update_decay)",
+    )
+    g.add_argument("--ema-steps", type=int, default=32, help="--keep ema: optimizer steps per EMA update")
+
     g = p.add_argument_group("speed")
     g.add_argument(
         "--amp",
-        type=parse_bool,
+        type=parse_amp,
         nargs="?",
         const=True,
-        default=False,
-        help="mixed precision: bf16 where supported (CPU, Ampere+), else fp16 with GradScaler",
+        default=None,
+        help="mixed precision: bf16 where supported (CPU, Ampere+), else fp16 with GradScaler; "
+        "default 'auto': on a GPU only",
     )
     g.add_argument("--amp-dtype", choices=AMP_CHOICES, default="auto")
     g.add_argument(
@@ -248,12 +335,18 @@ def _default_weights(weights_dir: str | None) -> str:
     return str(files[0])
 
 
+# A cap on loader workers per GPU process: enough for the measured need of a large GPU (docs/benchmarks.md,
+# training loader: ~9 cores per A100 at 2,470 img/s on dogImages-sized JPEGs with the uint8 path, 12 with
+# the float one; a p4d.24xlarge has 12 vCPUs per A100), and a bound on the memory the workers' copies take.
+MAX_DEFAULT_WORKERS = 12
+
+
 def _default_workers(environ: Mapping[str, str]) -> int:
     """SageMaker tells us the host's CPUs and GPUs: give each GPU process its share, leaving one CPU."""
     cpus = int(environ.get("SM_NUM_CPUS", 0))
     if cpus:
         processes = max(1, int(environ.get("SM_NUM_GPUS", 0)) or 1)
-        return max(1, min(8, (cpus - 1) // processes))
+        return max(1, min(MAX_DEFAULT_WORKERS, (cpus - 1) // processes))
     return 4
 
 
@@ -310,18 +403,23 @@ def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainConf
     require(args.epochs >= 1, "--epochs must be at least 1")
     require(0 <= args.freeze_epochs <= args.epochs, "--freeze-epochs must be between 0 and --epochs")
     require(
-        0 <= args.lr_warmup_epochs < args.epochs or args.lr_warmup_epochs == 0,
+        args.lr_warmup_epochs in (None, 0) or 0 <= args.lr_warmup_epochs < args.epochs,
         "--lr-warmup-epochs must be less than --epochs",
     )
     require(args.batch_size >= 1, "--batch-size must be at least 1")
-    require(args.lr > 0, "--lr must be positive")
+    require(args.lr is None or args.lr > 0, "--lr must be positive")
+    require(args.keep in KEEP_CHOICES, f"--keep must be one of {', '.join(KEEP_CHOICES)}, got {args.keep!r}")
+    require(0 < args.ema_decay < 1, "--ema-decay must be in (0, 1)")
+    require(args.ema_steps >= 1, "--ema-steps must be at least 1")
     require(16 <= args.image_size <= 1024, "--image-size must be between 16 and 1024")
     _check_model(args.arch, args.image_size)
     require(0 < args.min_crop_scale <= 1, "--min-crop-scale must be in (0, 1]")
     require(0 <= args.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
     require(args.workers >= 0 and args.threads >= 0, "--workers and --threads must be >= 0")
+    # Under torchrun the file need be on one host only: whichever rank has it reads it, and the run
+    # stops if none does (train.load_resume_state). A single process can be told at once.
     require(
-        args.resume in ("auto", "never") or Path(args.resume).is_file(),
+        args.resume in ("auto", "never") or Path(args.resume).is_file() or dist_env(environ).distributed,
         f"--resume must be 'auto', 'never' or an existing checkpoint file, got {args.resume!r}",
     )
     weights = args.weights
@@ -343,6 +441,9 @@ def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainConf
         checkpoint_dir = None
     else:
         checkpoint_dir = Path(args.checkpoint_dir)
+    dist = dist_env(environ)
+    global_batch = args.batch_size * dist.world_size
+    lr = learning_rate(args.opt, args.lr, global_batch, args.epochs, args.lr_warmup_epochs)
     return TrainConfig(
         data_dir=data_dir,
         model_dir=model_dir,
@@ -354,12 +455,19 @@ def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainConf
         epochs=args.epochs,
         freeze_epochs=args.freeze_epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=lr.lr,
+        base_lr=lr.base_lr,
+        lr_reference_batch=LR_REFERENCE_BATCH,
+        lr_rule=lr.rule,
+        global_batch=global_batch,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         opt=args.opt,
         label_smoothing=args.label_smoothing,
-        lr_warmup_epochs=args.lr_warmup_epochs,
+        lr_warmup_epochs=lr.warmup_epochs,
+        keep=args.keep,
+        ema_decay=args.ema_decay,
+        ema_steps=args.ema_steps,
         image_size=args.image_size,
         min_crop_scale=args.min_crop_scale,
         seed=args.seed,
@@ -370,6 +478,6 @@ def _validate(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainConf
         channels_last=args.channels_last,
         compile=args.compile,
         progress=args.progress,
-        dist=dist_env(environ),
+        dist=dist,
         sagemaker="SM_MODEL_DIR" in environ,
     )

@@ -109,3 +109,15 @@ def broadcast_buffers(ctx: DistContext, module: torch.nn.Module) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer.data, src=0)
+
+
+def broadcast_state(ctx: DistContext, module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (weights only rank 0 holds: the best epoch's)."""
+    if not ctx.distributed:
+        return
+    for tensor in module.state_dict().values():
+        # A channels_last weight is not contiguous; the collectives want a dense row-major buffer.
+        dense = tensor.contiguous()
+        dist.broadcast(dense, src=0)
+        if dense.data_ptr() != tensor.data_ptr():
+            tensor.copy_(dense)

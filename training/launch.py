@@ -1,6 +1,6 @@
-"""Start the multi-instance SageMaker training job (SageMaker Python SDK v2, ``PyTorch`` estimator).
+"""Start the SageMaker training job (SageMaker Python SDK v2, ``PyTorch`` estimator).
 
-    python -m training.launch --stage dev [--instance-count 2] [-H epochs=20 -H lr=0.01] [--dry-run]
+    python -m training.launch --stage dev [--instance-type ml.g4dn.12xlarge] [-H epochs=20] [--dry-run]
     python -m training.launch --role-arn ARN --bucket NAME --region eu-west-1 --dry-run
 
 The job runs ``training/sagemaker_entry.py`` (which runs ``training.train``) under the PyTorch training
@@ -16,6 +16,7 @@ requests instead of sending them, and the source bundle's S3 key is computed, no
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any
 
 from stacks.instance_storage import has_local_nvme
 
+from . import job_sizing
 from .config import DATA_CHANNEL, WEIGHTS_CHANNEL, build_parser
 from .metrics import METRIC_DEFINITIONS
 
@@ -39,26 +41,51 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The code the job needs: training/ and the inference/ modules it imports. Not the repo root, whose
 # requirements.txt (CDK libraries) the container would pip-install.
 SOURCE_PACKAGES = ("training", "inference")
+# The sagemaker-training toolkit pip-installs a requirements.txt found in the source dir on every host at
+# every start, spot restarts included (sagemaker_training/modules.py, install): that needs PyPI (a job
+# in a VPC without NAT or with network isolation fails) and may swap the image's numpy or Pillow. The
+# bundle carries none; tests/training/test_training_launch.py checks that the image has every
+# third-party module the bundle imports.
 ENTRY_POINT = "training/sagemaker_entry.py"
 # Newest PyTorch training DLC that SDK 2.257 knows and allows with torch_distributed on GPUs
 # (sagemaker/fw_utils.py TORCH_DISTRIBUTED_GPU_SUPPORTED_FRAMEWORK_VERSIONS).
 FRAMEWORK_VERSION = "2.8.0"
 PY_VERSION = "py312"
+# Top-level modules that the PyTorch training DLC's Python imports without any install: the import names
+# of what its Dockerfile pip-installs. For the stack's training_image_tag, 2.6.0-gpu-py312-cu126-ubuntu22.04
+# -sagemaker: aws/deep-learning-containers pytorch/training/docker/2.6/py3/cu126/Dockerfile.gpu, stages
+# "common" and "sagemaker", at dd3ba4642def ("Patch PyTorch 2.6 Training Images (#5608)", 2026-01-28); the
+# SDK's FRAMEWORK_VERSION image (pytorch/training/docker/2.8/py3/cu129/Dockerfile.gpu at 324129b5d04f) has
+# the same list. Two arrive as dependencies: botocore (of boto3) and matplotlib (of seaborn, whose
+# pyproject.toml requires matplotlib>=3.4,!=3.6.1). The bundle must import nothing else.
+DLC_MODULES = frozenset(
+    {
+        # "common": Cython, cryptography, pyOpenSSL, ..., pillow, tqdm, opencv-python, mpi4py
+        "Cython", "cryptography", "OpenSSL", "pybind11", "parso", "charset_normalizer", "packaging",
+        "boto3", "botocore", "yaml", "numpy", "scipy", "click", "psutil", "IPython", "ipykernel", "PIL",
+        "h5py", "fsspec", "idna", "tqdm", "requests", "setuptools", "pkg_resources", "urllib3", "awscli",
+        "ninja", "cv2", "mpi4py",
+        # "sagemaker": the PyTorch wheels, their companions, SageMaker's packages and the extras
+        "torch", "torchvision", "torchaudio", "torchtext", "torchdata", "torchtnt", "triton",
+        "s3torchconnector", "accelerate", "spacy", "thinc", "blis", "langcodes", "language_data",
+        "marisa_trie", "typer", "sniffio", "pytz", "tzdata", "google", "flash_attn", "transformer_engine",
+        "smclarify", "sagemaker", "smexperiments", "sagemaker_pytorch_container", "sagemaker_training",
+        "bokeh", "imageio", "numba", "pandas", "plotly", "shap", "sklearn", "seaborn", "matplotlib",
+        "cloudpickle",
+    }
+)  # fmt: skip
 STACK_NAME = "dogbreed-{stage}-training"
 # Spot jobs are billed for training time only; max_wait bounds training plus time waiting for capacity.
 DEFAULT_MAX_RUN = 4 * 3600
 DEFAULT_MAX_WAIT = 8 * 3600
-# Packages the DLC lacks that training imports; installed by the toolkit from the bundle's
-# requirements.txt (skipped under network isolation, where train.py then writes no PNG).
-CONTAINER_REQUIREMENTS = "matplotlib==3.11.2\n"
 # Passed to every Session instead of the SDK's defaults files: the request depends only on this module's
 # flags and the stack outputs, and the SDK's telemetry GET (to an S3 URL) is switched off.
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+# No lr and no amp: training.train's defaults scale the lr with the job's global batch (linear rule)
+# and turn mixed precision on for a GPU, so the launcher does not pin values that fit one job shape only.
 DEFAULT_HYPERPARAMETERS = {
     "epochs": "20",
     "batch-size": "64",
-    "lr": "0.01",
-    "amp": "true",
     "freeze-epochs": "1",
 }
 
@@ -129,26 +156,22 @@ def parse_hyperparameters(pairs: Sequence[str]) -> dict[str, str]:
     return hps
 
 
-def source_bundle(network_isolation: bool = False) -> bytes:
-    """sourcedir.tar.gz: training/, inference/ and requirements.txt, reproducible byte for byte.
+def source_bundle() -> bytes:
+    """sourcedir.tar.gz: training/ and inference/, reproducible byte for byte.
 
-    Without network the toolkit's ``pip install -r requirements.txt`` would fail the job, so an isolated
-    job's bundle has none (train.py then skips the PNG if the image lacks matplotlib).
+    No requirements.txt: the image has every package the code imports (:data:`DLC_MODULES`), so a job
+    runs the same with or without network and installs nothing at a spot restart.
     """
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for package in SOURCE_PACKAGES:
             for path in sorted((REPO_ROOT / package).rglob("*.py")):
-                add(path.relative_to(REPO_ROOT).as_posix(), path.read_bytes())
-        if not network_isolation:
-            add("requirements.txt", CONTAINER_REQUIREMENTS.encode())
-    return buffer.getvalue()
+                data = path.read_bytes()
+                info = tarfile.TarInfo(path.relative_to(REPO_ROOT).as_posix())
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tar.addfile(info, io.BytesIO(data))
+    # tarfile's "w:gz" stamps the gzip header with the current time; a fixed one keeps the bytes equal.
+    return gzip.compress(buffer.getvalue(), mtime=0)
 
 
 def s3_uri(bucket: str, *parts: str) -> str:
@@ -176,8 +199,10 @@ def build_parser_launch() -> argparse.ArgumentParser:
 
     job = p.add_argument_group("job")
     job.add_argument("--job-name", help="default: dogbreed-<stage>-<UTC timestamp>")
-    job.add_argument("--instance-type", default="ml.g4dn.xlarge")
-    job.add_argument("--instance-count", type=int, default=2)
+    # One T4 host by default: a second one would spend as long all-reducing as computing (job_sizing).
+    job.add_argument("--instance-type", default=job_sizing.DEFAULT.instance_type)
+    job.add_argument("--instance-count", type=int, default=job_sizing.DEFAULT.hosts,
+                     help="hosts; more than one all-reduce gradients over IPsec-encrypted links")  # fmt: skip
     job.add_argument("--volume-size", type=int, default=50, help="GB of EBS per instance")
     job.add_argument(
         "--spot", action=argparse.BooleanOptionalAction, default=True, help="managed spot capacity"
@@ -369,9 +394,7 @@ def submit(job: JobPlan) -> str:
         if job.target.kms_key_arn
         else {}
     )
-    boto_session.client("s3").put_object(
-        Bucket=bucket, Key=key, Body=source_bundle(job.args.network_isolation), **extra
-    )
+    boto_session.client("s3").put_object(Bucket=bucket, Key=key, Body=source_bundle(), **extra)
     session = Session(
         boto_session=boto_session, default_bucket=job.target.bucket, sagemaker_config=SDK_CONFIG
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 from . import distributed
 from .config import TrainConfig
+from .data import to_model_input
 from .distributed import DistContext
 from .metrics import Accumulator
 
@@ -49,8 +51,14 @@ class Preempted(Exception):
 
 
 def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 where the hardware has it (every CPU autocast, Ampere+ GPUs), else fp16 (T4, V100)."""
-    if not cfg.amp:
+    """bf16 where the hardware has it (every CPU autocast, Ampere+ GPUs), else fp16 (T4, V100).
+
+    ``--amp auto`` (the default) is on for a GPU only: there it is the tensor cores' speed-up (evaluation
+    stays fp32 either way). What bf16 autocast does on a CPU depends on its bf16 instructions (AVX-512
+    BF16, AMX) and can be a slow-down, so there it has to be asked for.
+    """
+    enabled = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    if not enabled:
         return None
     if cfg.amp_dtype == "bf16":
         return torch.bfloat16
@@ -128,8 +136,12 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None,
     preemption: Preemption,
     progress: Any,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
-    """Train over ``loader``; returns (steps, images) done, fewer steps than its length if preempted."""
+    """Train over ``loader``; returns (steps, images) done, fewer steps than its length if preempted.
+
+    ``on_step`` runs after every optimizer step (the weight average of ``--keep ema``).
+    """
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     steps = images_done = 0
     last = len(loader) - 1
@@ -141,7 +153,7 @@ def train_one_epoch(
             ctx, preemption.requested
         ):
             return steps, images_done
-        images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
+        images = to_model_input(images, ctx.device, memory_format)  # the loaders send uint8
         targets = targets.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(images)
@@ -155,6 +167,8 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
         scheduler.step()
+        if on_step is not None:
+            on_step()
         meter.update(logits.float(), targets, loss.float())
         steps += 1
         images_done += targets.numel()
@@ -173,7 +187,7 @@ def evaluate(
     criterion = nn.CrossEntropyLoss()
     meter = Accumulator()
     for images, targets in loader:
-        images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
+        images = to_model_input(images, ctx.device, memory_format)  # the loaders send uint8
         targets = targets.to(ctx.device, non_blocking=True)
         logits = model(images)
         meter.update(logits, targets, criterion(logits, targets))

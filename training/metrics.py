@@ -44,7 +44,7 @@ class Accumulator:
         self.sums: torch.Tensor | None = None  # loss*n, correct1, correctk, n; on the batch's device
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
-        """Adds one batch; stays on the device (no host sync per step)."""
+        """Adds one batch with device operations only: nothing is copied to or read from the host."""
         n = targets.numel()
         k = min(self.topk, logits.shape[1])
         hits = logits.detach().topk(k, dim=1).indices.eq(targets.view(-1, 1))
@@ -53,7 +53,10 @@ class Accumulator:
                 loss.detach().double() * n,
                 hits[:, 0].sum().double(),
                 hits.any(dim=1).sum().double(),
-                torch.tensor(float(n), dtype=torch.float64, device=logits.device),
+                # A fill kernel with n as its argument. torch.tensor(n, device=cuda) would copy n from
+                # host memory, and a blocking copy synchronises the stream (memcpy_and_sync in ATen's
+                # cuda/Copy.cu): the host would wait for every queued step, each step.
+                torch.full((), n, dtype=torch.float64, device=logits.device),
             ]
         )
         self.sums = batch if self.sums is None else self.sums + batch
@@ -103,16 +106,25 @@ def write_metrics(output_dir: Path, history: Sequence[dict[str, Any]], summary: 
     return path
 
 
+_warned_no_matplotlib = False
+
+
 def plot_curves(output_dir: Path, history: Sequence[dict[str, Any]]) -> Path | None:
     """``training_curves.png``: loss and accuracy per epoch. Agg backend: no display needed.
 
-    Returns None, with a warning, where matplotlib is not installed (a network-isolated SageMaker job
-    cannot pip-install it); metrics.json has the same numbers.
+    Returns None where matplotlib is not installed (the training DLC has it, as a dependency of seaborn;
+    a bare PyTorch environment may not), with one warning per process although it is called every
+    epoch; metrics.json has the same numbers.
     """
+    global _warned_no_matplotlib
     try:
         import matplotlib
     except ImportError:
-        logging.getLogger(__name__).warning("matplotlib is not installed: no training_curves.png")
+        if not _warned_no_matplotlib:
+            _warned_no_matplotlib = True
+            logging.getLogger(__name__).warning(
+                "matplotlib is not installed: no training_curves.png (metrics.json has the numbers)"
+            )
         return None
 
     matplotlib.use("Agg")

@@ -11,6 +11,7 @@ model does not, and they are left out.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import warnings
@@ -93,9 +94,16 @@ def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor] | 
         entry = models.get_model_weights(arch).DEFAULT
         log.info("loading %s weights %s", arch, entry)
         return entry.get_state_dict(progress=False, check_hash=True)
-    state = torch.load(Path(weights), map_location="cpu", weights_only=True)
+    # torchvision's references/classification/train.py saves {"model", "optimizer", "lr_scheduler",
+    # "epoch", "args"[, "model_ema"]} with ``args`` its argparse.Namespace
+    # (https://github.com/pytorch/vision/blob/main/references/classification/train.py): the one class
+    # such a file needs beyond what weights_only loads. It is allowed for this load only, with the
+    # context manager that torch's refusal names (torch.serialization.safe_globals; weights_only in
+    # https://docs.pytorch.org/docs/stable/generated/torch.load.html); any other class is still refused.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        state = torch.load(Path(weights), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a torchvision-references checkpoint
+        state = state["model"]  # a torchvision-references checkpoint (not its "model_ema")
     return strip_prefixes(state)
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,10 +26,20 @@ from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
 
 from . import distributed
 from .artifact import export_state_dict, write_artifact
-from .checkpoint import find_resume_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    choose_resume_source,
+    describe_checkpoint,
+    find_resume_checkpoint,
+    load_checkpoint,
+    resume_position,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import ConfigError, TrainConfig, parse_config
 from .data import ShardSampler, load_data
 from .distributed import DistContext
+from .keep import KeptWeights
 from .loop import (
     Preempted,
     Preemption,
@@ -59,43 +71,93 @@ def setup_logging(ctx: DistContext) -> None:
 
 
 def load_resume_state(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any] | None:
-    """Rank 0 reads the checkpoint and sends it to the others, so only rank 0's disk needs to hold it
-    (multi-host torchrun without a shared file system)."""
-    state = None
-    if ctx.is_main:
-        path = find_resume_checkpoint(cfg.resume, cfg.checkpoint_dir)
-        if path is not None:
-            log.info("resuming from %s", path)
-            state = load_checkpoint(path)
+    """The checkpoint to continue from, on every rank, or None to start from scratch.
+
+    Every rank looks on its own disk (multi-host torchrun has no shared file system, and which host is
+    rank 0 changes when a host is replaced) and reports what it has; the newest checkpoint any rank has
+    wins (``checkpoint.choose_resume_source``), and that rank reads it and broadcasts it. Its settings
+    are checked against this run's before the broadcast, and every decision is taken from the gathered
+    reports, so all ranks go on or all stop with the same error instead of some waiting forever.
+    """
+    if cfg.resume == "never":
+        return None
+    path = find_resume_checkpoint(cfg.resume, cfg.checkpoint_dir)
+    reports = distributed.gather_objects(ctx, describe_checkpoint(path, socket.gethostname()))
+    src = choose_resume_source(reports, cfg.resume, RESUME_KEYS)
+    if src is None:
+        return None
+    chosen = reports[src]
+    where = f"{chosen['host']}:{chosen['path']}"
+    problems = distributed.gather_objects(ctx, resume_problem(chosen["args"], cfg, where))
+    problem = next((p for p in problems if p is not None), None)
+    if problem is not None:
+        raise ConfigError(problem)
+    log.info(
+        "resuming from %s (rank %d): %d epochs + %d steps done", where, src, chosen["epoch"], chosen["step"]
+    )
+    others = {
+        f"{r['host']}:{r['path']} ({r['epoch']} epochs + {r['step']} steps)"
+        for r in reports
+        if "epoch" in r and resume_position(r) != resume_position(chosen)
+    }
+    if others:
+        log.warning("not resuming from the older checkpoints %s", "; ".join(sorted(others)))
+    state, error = None, None
+    if ctx.rank == src:
+        try:
+            state = load_checkpoint(Path(chosen["path"]))
+        except Exception as exc:  # the others wait in the broadcast: tell them instead of leaving them there
+            error = f"cannot read {where}: {type(exc).__name__}: {exc}"
     if ctx.distributed:
-        box = [state]
-        dist.broadcast_object_list(box, src=0)
+        box = [state if error is None else {"load_error": error}]
+        dist.broadcast_object_list(box, src=src)
         state = box[0]
+        error = state.get("load_error")
+    if error is not None:
+        raise ConfigError(error)
     return state
 
 
 # What must match between a checkpoint and the run resuming it for the result to be the same run's.
+# --weights is here not for its effect (the checkpoint replaces every weight) but because the artifact's
+# metadata names it as what the model was trained from; AMP changes the arithmetic of every step left.
 RESUME_KEYS = (
     "arch",
+    "weights",
     "epochs",
     "batch_size",
     "lr",
     "opt",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
     "image_size",
+    "min_crop_scale",
     "seed",
     "freeze_epochs",
     "lr_warmup_epochs",
+    "amp",
+    "amp_dtype",
+    "keep",
 )
 
 
-def check_resumable(saved: dict[str, Any], cfg: TrainConfig, source: str) -> None:
+def resume_problem(saved: dict[str, Any], cfg: TrainConfig, source: str) -> str | None:
+    """Why the run that saved ``saved`` (its ``args``) is not the run ``cfg`` describes, or None."""
     current = cfg.to_dict()
     changed = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in RESUME_KEYS if saved.get(k) != current[k]]
-    if changed:
-        raise ConfigError(
-            f"{source} is from a run with other settings ({'; '.join(changed)}); "
-            "pass --resume never to start over, or another --checkpoint-dir"
-        )
+    if not changed:
+        return None
+    return (
+        f"{source} is from a run with other settings ({'; '.join(changed)}); "
+        "pass --resume never to start over, or another --checkpoint-dir"
+    )
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, source: str) -> None:
+    problem = resume_problem(saved, cfg, source)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
@@ -155,10 +217,14 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
 
     # Resume
     start_epoch, start_step, history, partial = 0, 0, [], None
+    # Saved with every checkpoint and kept across resumes: which run a checkpoint on some host belongs
+    # to, so that a run started over (--resume never) outranks an older run's files (choose_resume_source).
+    run_started = time.time()
     state = load_resume_state(cfg, ctx)
+    saved_kept = state.get("kept") if state is not None else None  # --keep best/ema's state, see below
     torch.manual_seed(cfg.seed + ctx.rank)
     if state is not None:
-        check_resumable(state["args"], cfg, "the checkpoint")
+        run_started = float(state.get("run_started", 0.0))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
@@ -174,6 +240,10 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     # From the position in this run's steps, not a saved step count: an epoch-boundary checkpoint may
     # come from a run with another number of processes, i.e. another number of steps per epoch.
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch, start_epoch * steps_per_epoch + start_step)
+    # After the model's resumed weights are in: the moving average starts as their copy.
+    kept = KeptWeights(cfg, model, ctx, steps_per_epoch)
+    kept.load_state_dict(saved_kept)
+    saved_kept = None
 
     def checkpoint(epoch: int, step: int, meter: Accumulator | None) -> None:
         if cfg.checkpoint_dir is None:
@@ -193,6 +263,8 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
                     "rng": rngs,
                     "partial_train": partials,
                     "args": cfg.to_dict(),
+                    "run_started": run_started,
+                    "kept": kept.state_dict(),
                 },
                 cfg.checkpoint_dir,
             )
@@ -243,6 +315,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
             amp_dtype,
             preemption,
             progress,
+            on_step=kept.on_step,
         )
         if ctx.device.type == "cuda":
             torch.cuda.synchronize()
@@ -272,6 +345,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
         }
         history.append(record)
         log.info(epoch_line(record, cfg.epochs))
+        kept.end_epoch(record)
         checkpoint(epoch + 1, 0, None)
         if ctx.is_main:
             write_metrics(cfg.output_dir, history, {"complete": False})
@@ -280,8 +354,11 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
             log.warning("SIGTERM after epoch %d: checkpoint saved, exiting", epoch + 1)
             raise Preempted
 
-    # Test set, final metrics, artifact
+    # Test set, final metrics, artifact: all of the weights --keep chose
     summary: dict[str, Any] = {"complete": True, "world_size": ctx.world_size, "config": cfg.to_dict()}
+    summary["kept"] = kept.apply(history, valid_loader, cfg.channels_last)
+    summary["mixed_precision"] = str(amp_dtype).removeprefix("torch.") if amp_dtype else "off"
+    log.info("artifact weights: %s", summary["kept"])
     if data.test is not None:
         test_loader = data.loader(data.test, ShardSampler(len(data.test), ctx.rank, ctx.world_size), cfg)
         test = evaluate(model, test_loader, ctx, cfg.channels_last)
@@ -293,7 +370,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
         )
         log.info(test_line(summary))
     if ctx.is_main:
-        final = history[-1]
+        final = summary["kept"]
         model_config = ModelConfig(
             arch=cfg.arch,
             class_names=data.class_names,
@@ -304,6 +381,9 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
             metadata={
                 "torch": torch.__version__,
                 "epochs": cfg.epochs,
+                "keep": cfg.keep,
+                "kept_epoch": final["epoch"],
+                **{k: final[k] for k in ("ema_update_decay", "ema_steps") if k in final},
                 "val_acc1": final["val_acc1"],
                 "val_acc5": final["val_acc5"],
                 **{k: summary[k] for k in ("test_acc1", "test_acc5") if k in summary},

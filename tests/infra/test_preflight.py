@@ -258,9 +258,9 @@ def test_a_quota_without_an_applied_value_is_read_from_the_aws_defaults(account,
     assert code == 1
     failing = line(lines, "SageMaker training job")
     assert failing.startswith(WILL_FAIL)
-    assert "training.launch starts 2 x ml.g4dn.xlarge (managed spot)" in failing
+    assert "training.launch starts 1 x ml.g4dn.xlarge (managed spot)" in failing
     assert "'ml.g4dn.xlarge for spot training job usage' (sagemaker L-EXAMPLE02) is 0" in failing
-    assert "--desired-value 2" in failing
+    assert "--desired-value 1" in failing
 
 
 def test_access_denied_is_cannot_check_with_the_missing_permission_and_exit_code_2(account, capsys):

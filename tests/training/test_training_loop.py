@@ -57,12 +57,26 @@ def test_amp_on_a_t4_is_fp16_with_a_grad_scaler(monkeypatch, tmp_path):
 
 
 def test_amp_on_ampere_and_newer_and_on_cpus_is_bf16_without_a_scaler(monkeypatch, tmp_path):
-    cfg, fp32 = config(tmp_path, "--amp"), config(tmp_path)
+    cfg, fp32 = config(tmp_path, "--amp"), config(tmp_path, "--amp", "false")
     fake_gpu(monkeypatch, 8, 0)  # A100, A10G (g5), H100 ...
     for device in (torch.device("cuda", 0), torch.device("cpu")):
         dtype = amp_dtype_for(cfg, device)
         assert dtype == torch.bfloat16 and grad_scaler_for(dtype, device) is None
-        assert amp_dtype_for(fp32, device) is None  # no --amp
+        assert amp_dtype_for(fp32, device) is None  # --amp false
+
+
+@pytest.mark.parametrize(("major", "minor", "dtype"), [(8, 0, torch.bfloat16), (7, 5, torch.float16)])
+def test_amp_is_on_by_default_on_a_gpu_and_off_on_a_cpu(monkeypatch, tmp_path, major, minor, dtype):
+    """Without --amp (auto) a GPU gets autocast, bf16 or, on a T4/V100, fp16 with a GradScaler; a CPU
+    stays fp32. --amp false still turns it off on a GPU."""
+    default, auto = config(tmp_path), config(tmp_path, "--amp", "auto")
+    off = config(tmp_path, "--amp", "false")
+    fake_gpu(monkeypatch, major, minor)
+    cuda = torch.device("cuda", 0)
+    assert amp_dtype_for(default, cuda) == amp_dtype_for(auto, cuda) == dtype
+    assert (grad_scaler_for(dtype, cuda) is not None) == (dtype == torch.float16)
+    assert amp_dtype_for(default, torch.device("cpu")) is None
+    assert amp_dtype_for(off, cuda) is None
 
 
 def _train_epochs(optimizer, scheduler, steps_per_epoch: int, epochs: int) -> list[float]:

@@ -96,6 +96,24 @@ def test_augmentation_depends_only_on_seed_epoch_and_index():
     assert not torch.equal(data[0][0], first[0])  # and a new epoch gives new augmentations
 
 
+def test_augmenting_in_the_main_process_leaves_the_cuda_generators_alone(monkeypatch):
+    """With --workers 0 the training process itself augments. fork_rng(devices=[]) restores only the CPU
+    generator, and torch.manual_seed inside it reseeded every CUDA generator as well, so on a GPU each
+    image reset the CUDA RNG (dropout, any CUDA sampling) to a seed of that image."""
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: reseeded.append(seed))
+    data = SeededAugmentation(_FakeFolder(2), train_transform(32, 0.2), seed=5)
+    first = data[(1, 0)][0]
+    assert reseeded == []
+    monkeypatch.undo()
+    assert torch.equal(data[(1, 0)][0], first)  # still a function of (seed, epoch, index)
+    if torch.cuda.is_available():  # the real generator, where there is one
+        before = torch.cuda.get_rng_state()
+        data[(1, 1)]
+        assert torch.equal(torch.cuda.get_rng_state(), before)
+
+
 def test_persistent_loader_workers_augment_every_epoch_anew(dataset, tmp_path):
     """A DataLoader worker keeps the dataset copy it got in epoch 0; the epoch must reach it anyway,
     or every epoch repeats epoch 0's crops and the model memorises them (train top-1 1.0, val at chance)."""
