@@ -10,25 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from training_helpers import CLASSES, run_command
+from training_helpers import CLASSES, CPU, config, run_command
 
 from training import synthetic
 from training.artifact import load_artifact
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig, parse_config
+from training.config import parse_config
 from training.data import ShardSampler, load_data
-from training.distributed import DistContext
 from training.keep import IMAGENET_TRAIN_IMAGES, KeptWeights, ema_update_decay
 from training.loop import evaluate
-
-CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-
-
-def config(tmp_path: Path, *argv: str) -> TrainConfig:
-    for split in ("train", "valid"):
-        (tmp_path / "data" / split / "001.Affenpinscher").mkdir(parents=True, exist_ok=True)
-    base = ["--data-dir", str(tmp_path / "data"), "--model-dir", str(tmp_path / "model")]
-    return parse_config([*base, "--arch", "resnet18", *argv], environ={})
 
 
 def toy_model() -> nn.Module:

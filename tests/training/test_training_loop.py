@@ -3,18 +3,16 @@ resume, and how often the ranks agree on stopping."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from training_helpers import CPU, config
 
 from training import loop
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig, parse_config
-from training.distributed import DistContext
 from training.loop import (
     STOP_POLL_STEPS,
     amp_dtype_for,
@@ -24,15 +22,6 @@ from training.loop import (
     train_one_epoch,
 )
 from training.metrics import Accumulator
-
-CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-
-
-def config(tmp_path: Path, *argv: str) -> TrainConfig:
-    for split in ("train", "valid"):
-        (tmp_path / "data" / split / "001.Affenpinscher").mkdir(parents=True, exist_ok=True)
-    base = ["--data-dir", str(tmp_path / "data"), "--model-dir", str(tmp_path / "model")]
-    return parse_config([*base, "--arch", "resnet18", *argv], environ={})
 
 
 def fake_gpu(monkeypatch, major: int, minor: int) -> None:

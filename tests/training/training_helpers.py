@@ -15,9 +15,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from training.config import TrainConfig, parse_config  # noqa: E402  (after the repo is on sys.path)
+from training.distributed import DistContext  # noqa: E402
 
 CLASSES = 4
 TRAIN_ARGS = (
@@ -77,3 +82,14 @@ def run_training(model_dir: Path, data_dir: Path, nproc: int = 2, extra: tuple[s
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     return Run(model_dir, output, json.loads((model_dir / "metrics.json").read_text()))
+
+
+# One process on the CPU, for tests that call the loop's functions directly.
+CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def config(tmp_path: Path, *argv: str) -> TrainConfig:
+    for split in ("train", "valid"):
+        (tmp_path / "data" / split / "001.Affenpinscher").mkdir(parents=True, exist_ok=True)
+    base = ["--data-dir", str(tmp_path / "data"), "--model-dir", str(tmp_path / "model")]
+    return parse_config([*base, "--arch", "resnet18", *argv], environ={})
