@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from stacks.config import ConfigError, StageConfig
 from stacks.model_environment import stage_config_from_cdk_json
@@ -39,6 +39,7 @@ from stacks.preflight import (
     OK,
     PLACEHOLDER_MODEL_DATA_URL,
     Result,
+    guarded,
     session_region,
 )
 
@@ -119,18 +120,6 @@ def check_endpoint(config: StageConfig, clients: Clients) -> Result:
     return Result(OK, CHECK, f"{config.endpoint_name} is InService on {running} (model {model})")
 
 
-def guarded(run: Any) -> Result:
-    try:
-        return run()
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        return Result(
-            CANNOT_CHECK, CHECK, f"{exc.operation_name}: {error.get('Code')}: {error.get('Message', '')}"
-        )
-    except (BotoCoreError, LookupError) as exc:
-        return Result(CANNOT_CHECK, CHECK, str(exc))
-
-
 def exit_code(result: Result) -> int:
     return {OK: 0, MISMATCH: 1}.get(result.status, 2)
 
@@ -157,7 +146,7 @@ def main(
         if isinstance(resolved, int):
             return resolved
         clients = Clients.from_session(*resolved)
-    result = guarded(lambda: check_endpoint(config, clients))
+    result = guarded(CHECK, lambda: check_endpoint(config, clients))
     print(result.line())
     return exit_code(result)
 

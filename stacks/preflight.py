@@ -323,7 +323,7 @@ def check_training_log_group(config: StageConfig, clients: Clients) -> Result:
     )
 
 
-def _guarded(check: str, run: Callable[[], Result]) -> Result:
+def guarded(check: str, run: Callable[[], Result]) -> Result:
     """A check that AWS refused, or that could not reach AWS, says so instead of raising."""
     try:
         return run()
@@ -332,7 +332,8 @@ def _guarded(check: str, run: Callable[[], Result]) -> Result:
         return Result(
             CANNOT_CHECK, check, f"{exc.operation_name}: {error.get('Code')}: {error.get('Message', '')}"
         )
-    except BotoCoreError as exc:  # no credentials, no network, no endpoint in the region
+    # No credentials, no network, no endpoint in the region; or a stack without the resource looked for.
+    except (BotoCoreError, LookupError) as exc:
         return Result(CANNOT_CHECK, check, str(exc))
 
 
@@ -346,7 +347,7 @@ def run_checks(config: StageConfig, clients: Clients, region: str, job: Training
         checks.append((TRAINING_HOST_CHECK, lambda: check_training_host(config, clients, quotas, region)))
     checks.append((TRAINING_JOB_CHECK, lambda: check_training_job(job, quotas, region)))
     checks.append((TRAINING_LOGS_CHECK, lambda: check_training_log_group(config, clients)))
-    return [_guarded(check, run) for check, run in checks]
+    return [guarded(check, run) for check, run in checks]
 
 
 def exit_code(results: Sequence[Result]) -> int:

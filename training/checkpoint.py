@@ -104,11 +104,15 @@ def save_checkpoint(state: dict[str, Any], checkpoint_dir: Path) -> Path:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
+    _check_format(state, path)
+    return state
+
+
+def _check_format(state: dict[str, Any], path: Path) -> None:
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} is checkpoint format {state.get('format_version')}, expected {FORMAT_VERSION}"
         )
-    return state
 
 
 def find_resume_checkpoint(resume: str, checkpoint_dir: Path | None) -> Path | None:
@@ -136,8 +140,7 @@ def describe_checkpoint(path: Path | None, host: str) -> dict[str, Any]:
         return report
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"checkpoint format {state.get('format_version')}, expected {FORMAT_VERSION}")
+        _check_format(state, path)
         report.update(
             run_started=float(state.get("run_started", 0.0)),
             epoch=int(state["epoch"]),
@@ -155,7 +158,8 @@ def resume_position(report: dict[str, Any]) -> tuple[float, int, int]:
     return report["run_started"], report["epoch"], report["step"]
 
 
-def _where(report: dict[str, Any]) -> str:
+def where(report: dict[str, Any]) -> str:
+    """``host:path`` of a :func:`describe_checkpoint` report, as messages name a checkpoint."""
     return f"{report['host']}:{report['path']}"
 
 
@@ -169,7 +173,7 @@ def choose_resume_source(reports: Sequence[dict[str, Any]], resume: str, keys: S
     does not load, when an explicit ``--resume`` file is on no host, or when two hosts hold checkpoints
     equally far into the same run with different ``keys`` settings: no rule says which one is right.
     """
-    broken = {_where(r): r["error"] for r in reports if "error" in r}
+    broken = {where(r): r["error"] for r in reports if "error" in r}
     if broken:
         detail = "; ".join(f"{where}: {error}" for where, error in broken.items())
         raise ConfigError(
@@ -183,7 +187,7 @@ def choose_resume_source(reports: Sequence[dict[str, Any]], resume: str, keys: S
     newest = max(resume_position(r) for _, r in found)
     candidates = [(rank, r) for rank, r in found if resume_position(r) == newest]
     settings = {
-        _where(r): json.dumps({k: r["args"].get(k) for k in keys}, sort_keys=True) for _, r in candidates
+        where(r): json.dumps({k: r["args"].get(k) for k in keys}, sort_keys=True) for _, r in candidates
     }
     if len(set(settings.values())) > 1:
         detail = "; ".join(f"{where}: {text}" for where, text in settings.items())

@@ -7,6 +7,7 @@ no-ops in a single process.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -105,17 +106,18 @@ def broadcast_buffers(ctx: DistContext, module: torch.nn.Module) -> None:
     DDP broadcasts buffers at the start of each forward, so after the last step of an epoch each rank
     holds statistics updated by its own last batch. Evaluation and the checkpoint use rank 0's.
     """
-    if not ctx.distributed:
-        return
-    for buffer in module.buffers():
-        dist.broadcast(buffer.data, src=0)
+    _broadcast_from_rank0(ctx, [buffer.data for buffer in module.buffers()])
 
 
 def broadcast_state(ctx: DistContext, module: torch.nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank (weights only rank 0 holds: the best epoch's)."""
+    _broadcast_from_rank0(ctx, module.state_dict().values())
+
+
+def _broadcast_from_rank0(ctx: DistContext, tensors: Iterable[torch.Tensor]) -> None:
     if not ctx.distributed:
         return
-    for tensor in module.state_dict().values():
+    for tensor in tensors:
         # A channels_last weight is not contiguous; the collectives want a dense row-major buffer.
         dense = tensor.contiguous()
         dist.broadcast(dense, src=0)

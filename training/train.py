@@ -35,6 +35,7 @@ from .checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    where,
 )
 from .config import ConfigError, TrainConfig, parse_config
 from .data import ShardSampler, load_data
@@ -87,16 +88,20 @@ def load_resume_state(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any] | No
     if src is None:
         return None
     chosen = reports[src]
-    where = f"{chosen['host']}:{chosen['path']}"
-    problems = distributed.gather_objects(ctx, resume_problem(chosen["args"], cfg, where))
+    location = where(chosen)
+    problems = distributed.gather_objects(ctx, resume_problem(chosen["args"], cfg, location))
     problem = next((p for p in problems if p is not None), None)
     if problem is not None:
         raise ConfigError(problem)
     log.info(
-        "resuming from %s (rank %d): %d epochs + %d steps done", where, src, chosen["epoch"], chosen["step"]
+        "resuming from %s (rank %d): %d epochs + %d steps done",
+        location,
+        src,
+        chosen["epoch"],
+        chosen["step"],
     )
     others = {
-        f"{r['host']}:{r['path']} ({r['epoch']} epochs + {r['step']} steps)"
+        f"{where(r)} ({r['epoch']} epochs + {r['step']} steps)"
         for r in reports
         if "epoch" in r and resume_position(r) != resume_position(chosen)
     }
@@ -107,7 +112,7 @@ def load_resume_state(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any] | No
         try:
             state = load_checkpoint(Path(chosen["path"]))
         except Exception as exc:  # the others wait in the broadcast: tell them instead of leaving them there
-            error = f"cannot read {where}: {type(exc).__name__}: {exc}"
+            error = f"cannot read {location}: {type(exc).__name__}: {exc}"
     if ctx.distributed:
         box = [state if error is None else {"load_error": error}]
         dist.broadcast_object_list(box, src=src)

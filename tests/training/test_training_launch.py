@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
 import re
@@ -111,13 +112,13 @@ def offline(monkeypatch, tmp_path):
         monkeypatch.delenv(key, raising=False)
 
 
-def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
-    # Unsigned: the stubbed client needs no credentials either.
-    unsigned = Config(signature_version=UNSIGNED)
-    cloudformation = boto3.client("cloudformation", region_name="eu-west-1", config=unsigned)
-    outputs = {"TrainingRoleArn": ROLE, "BucketName": "stack-bucket", "DataPrefix": "data/",
-               "OutputPrefix": "training-output/", "CheckpointPrefix": "checkpoints/", "CodePrefix": "code/",
-               "KmsKeyArn": KEY, "TrainingImageUri": IMAGE}  # fmt: skip
+@contextlib.contextmanager
+def training_stack(outputs: dict[str, str]):
+    """A real cloudformation client whose one DescribeStacks answers with dev's training stack outputs.
+    Unsigned: the stubbed client needs no credentials either."""
+    cloudformation = boto3.client(
+        "cloudformation", region_name="eu-west-1", config=Config(signature_version=UNSIGNED)
+    )
     with Stubber(cloudformation) as stub:
         stub.add_response(
             "describe_stacks",
@@ -126,6 +127,14 @@ def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
                          "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]},
             {"StackName": "dogbreed-dev-training"},
         )  # fmt: skip
+        yield cloudformation, stub
+
+
+def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
+    outputs = {"TrainingRoleArn": ROLE, "BucketName": "stack-bucket", "DataPrefix": "data/",
+               "OutputPrefix": "training-output/", "CheckpointPrefix": "checkpoints/", "CodePrefix": "code/",
+               "KmsKeyArn": KEY, "TrainingImageUri": IMAGE}  # fmt: skip
+    with training_stack(outputs) as (cloudformation, stub):
         request = _request(["--stage", "dev", "--region", "eu-west-1", "--job-name", "j"], cloudformation)
         stub.assert_no_pending_responses()
     assert request["RoleArn"] == ROLE
@@ -136,17 +145,8 @@ def test_role_bucket_and_key_come_from_the_training_stack_outputs(offline):
 
 
 def test_the_weights_prefix_comes_from_the_training_stack_outputs(offline):
-    unsigned = Config(signature_version=UNSIGNED)
-    cloudformation = boto3.client("cloudformation", region_name="eu-west-1", config=unsigned)
     outputs = {"TrainingRoleArn": ROLE, "BucketName": "stack-bucket", "WeightsPrefix": "pretrained/"}
-    with Stubber(cloudformation) as stub:
-        stub.add_response(
-            "describe_stacks",
-            {"Stacks": [{"StackName": "dogbreed-dev-training", "CreationTime": "2026-01-01T00:00:00Z",
-                         "StackStatus": "CREATE_COMPLETE",
-                         "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]},
-            {"StackName": "dogbreed-dev-training"},
-        )  # fmt: skip
+    with training_stack(outputs) as (cloudformation, _stub):
         argv = [
             "--stage",
             "dev",
