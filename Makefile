@@ -9,13 +9,15 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 CDK := npx --no-install cdk
 STAGES := dev prod
-# Any s3:// URL synthesizes; a real deploy passes the URL of the artifact that training uploaded.
+# Any s3:// URL synthesizes a stage that may serve one; a production stage serves only a model package, and
+# where cdk.json names none the offline synth gives it a placeholder version of its group
+# (stacks.model_environment.example_model_context). A real deploy names what training registered.
 EXAMPLE_MODEL_URL := s3://example-bucket/model/model.tar.gz
 # A production stage must name an alarm destination; cdk.json commits none, so the offline synth supplies
 # an example (a real deploy sets alarm_email or alarm_topic_arn in cdk.json, or passes -c alarm_email=).
 EXAMPLE_ALARM_EMAIL := alarms@example.com
 
-.PHONY: help setup synth lint test demo bench snapshot-update preflight deploy-check dlc-accounts clean
+.PHONY: help setup synth lint test demo bench snapshot-update preflight deploy-check promote dlc-accounts clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,7 +40,8 @@ setup: $(VENV)/.installed node_modules/.installed  ## Create .venv and node_modu
 synth: setup  ## Synthesize every stack for every stage (cdk-nag gate), then cfn-lint the templates
 	@for stage in $(STAGES); do \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet -c stage=$$stage \
-	    -c model_data_url=$(EXAMPLE_MODEL_URL) -c alarm_email=$(EXAMPLE_ALARM_EMAIL) -o cdk.out/$$stage; \
+	    $$($(PY) -m stacks.model_environment $$stage $(EXAMPLE_MODEL_URL)) \
+	    -c alarm_email=$(EXAMPLE_ALARM_EMAIL) -o cdk.out/$$stage; \
 	  echo "synth: stage $$stage -> cdk.out/$$stage/ (cdk-nag: no unacknowledged findings)"; \
 	done
 	$(BIN)/cfn-lint cdk.out/*/*.template.json
@@ -61,6 +64,11 @@ preflight: $(VENV)/.installed  ## Before a deploy: the account quotas STAGE=dev|
 deploy-check: $(VENV)/.installed  ## After a deploy: STAGE's endpoint runs the config its stack names (AWS credentials)
 	$(if $(STAGE),,$(error STAGE is not set: make deploy-check STAGE=dev|prod))
 	$(PY) -m stacks.deploy_check --stage $(STAGE)
+
+promote: $(VENV)/.installed  ## Name model package PACKAGE (an ARN) in cdk.json as STAGE's model, if its approval allows (AWS credentials)
+	$(if $(STAGE),,$(error STAGE is not set: make promote STAGE=dev|prod PACKAGE=arn:aws:sagemaker:REGION:ACCOUNT:model-package/dogbreed-STAGE/VERSION))
+	$(if $(PACKAGE),,$(error PACKAGE is not set: make promote STAGE=$(STAGE) PACKAGE=arn:aws:sagemaker:REGION:ACCOUNT:model-package/dogbreed-$(STAGE)/VERSION))
+	$(PY) -m stacks.promote --stage $(STAGE) --package '$(PACKAGE)'
 
 dlc-accounts: $(VENV)/.installed  ## Regenerate stacks/constructs/dlc_accounts.json from the pinned SageMaker SDK
 	$(PY) -m scripts.dlc_accounts

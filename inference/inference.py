@@ -40,11 +40,16 @@ from PIL import Image
 
 try:
     from .architecture import build_model
-    from .model_config import WEIGHTS_FILENAME, ModelConfig
+    from .model_config import RESPONSE_CONTENT_TYPE, SUPPORTED_CONTENT_TYPES, WEIGHTS_FILENAME, ModelConfig
     from .preprocessing import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, eval_transform
 except ImportError:  # inside the container code/ is on sys.path and the modules are top-level
     from architecture import build_model  # type: ignore[no-redef]
-    from model_config import WEIGHTS_FILENAME, ModelConfig  # type: ignore[no-redef]
+    from model_config import (  # type: ignore[no-redef]
+        RESPONSE_CONTENT_TYPE,
+        SUPPORTED_CONTENT_TYPES,
+        WEIGHTS_FILENAME,
+        ModelConfig,
+    )
     from preprocessing import (  # type: ignore[no-redef]
         DEFAULT_MAX_PIXELS,
         ImageDecodeError,
@@ -69,8 +74,6 @@ except ImportError:
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
-SUPPORTED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "application/x-image"})
-RESPONSE_CONTENT_TYPE = "application/json"
 CUSTOM_ATTRIBUTES_HEADER = "x-amzn-sagemaker-custom-attributes"
 _DECODE_ERROR_CODES = {413: "image_too_large", 415: "unsupported_image_format"}
 # Custom attributes are opaque to SageMaker (<= 1024 ASCII chars); we read "top_k=N" from a list of

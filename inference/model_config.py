@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILENAME = "model_config.json"
+# The endpoint's contract: the request bodies it decodes and the one response type it writes. Here, not in
+# inference.py, because this module imports neither torch nor Pillow: training.register names them in the
+# model package from an environment without either.
+SUPPORTED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "application/x-image"})
+RESPONSE_CONTENT_TYPE = "application/json"
 WEIGHTS_FILENAME = "model.pt"
 FORMAT_VERSION = 1
 

@@ -25,7 +25,7 @@ import botocore.session
 
 # The construct module names the file it reads; importing it starts jsii, which would print app.py's banner.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-from stacks.constructs.dlc_image import DLC_ACCOUNTS_FILE
+from stacks.dlc_images import DLC_ACCOUNTS_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 CDK_JSON = REPO / "cdk.json"

@@ -1,14 +1,17 @@
 """The one typed, validated configuration of a stage.
 
 Everything a stack may vary comes from here: ``cdk.json`` holds ``dogbreed:defaults`` and per-stage
-overrides under ``dogbreed:stages``; ``-c stage=NAME`` picks the stage and ``-c model_data_url=s3://...``
-names the model artifact. ``load_stage_config`` merges, validates and returns a frozen ``StageConfig``;
+overrides under ``dogbreed:stages``; ``-c stage=NAME`` picks the stage. The model comes from exactly one of
+the stage's ``model_package_arn`` (a versioned package of the stage's model package group: the committed,
+reviewed way, and the only one a production stage accepts) and ``-c model_data_url=s3://...`` (an
+experiment's artifact). ``load_stage_config`` merges, validates and returns a frozen ``StageConfig``;
 any bad or missing value raises ``ConfigError`` with one line naming the key and what is allowed.
 Stacks receive the dataclass, never raw context.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -68,9 +71,18 @@ _EMAIL = re.compile(r"^$|^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 # A standard (not FIFO) SNS topic: CloudWatch alarm actions cannot publish to FIFO topics.
 _TOPIC_ARN = re.compile(r"^$|^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
 # Keys a command line may set over cdk.json (-c KEY=VALUE), besides stage and model_data_url: where alarms
-# go is the one stage setting a synth without a committed destination (CI, a fork) has to supply.
-COMMAND_LINE_KEYS = ("alarm_email", "alarm_topic_arn")
-_MODEL_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>[^\s]+\.tar\.gz)$")
+# go and which package a production stage serves are what a synth without committed values (CI, a fork)
+# has to supply. A deploy of a production stage still checks that the package is Approved (ModelPackageCheck).
+COMMAND_LINE_KEYS = ("alarm_email", "alarm_topic_arn", "model_package_arn")
+# An artifact: s3://BUCKET/KEY.tar.gz (training.register checks URLs with it too).
+MODEL_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>[^\s]+\.tar\.gz)$")
+# A versioned model package (one version of a model package group); an unversioned package (Marketplace)
+# has no /N. Group names: 1-63 of [a-zA-Z0-9-], no leading hyphen (CreateModelPackageGroup).
+_PACKAGE_ARN = re.compile(
+    r"^$|^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):model-package/"
+    r"(?P<group>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})/(?P<version>[1-9]\d{0,8})$"
+)
+EXAMPLE_PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dogbreed-prod/3"
 
 
 class ConfigError(ValueError):
@@ -82,7 +94,9 @@ class StageConfig:
     """Everything that differs between stages. Field docs are in README.md, section Configuration."""
 
     stage: str
+    # Exactly one of the two names the model: "" for the other.
     model_data_url: str
+    model_package_arn: str
     production: bool
     log_retention_days: int
     # storage
@@ -147,12 +161,40 @@ class StageConfig:
         return f"{PROJECT}-{self.stage}"
 
     @property
+    def model_package_group_name(self) -> str:
+        """The stage's model registry group: every model trained for the stage registers a version here."""
+        return f"{PROJECT}-{self.stage}"
+
+    @property
+    def model_approval_rule_name(self) -> str:
+        return f"{self.endpoint_name}-model-approvals"
+
+    @property
+    def model_source_id(self) -> str:
+        """A short digest of what names the model, for logical ids that must change with it."""
+        return (
+            hashlib.sha256((self.model_package_arn or self.model_data_url).encode()).hexdigest()[:8].upper()
+        )
+
+    @property
+    def model_from_package(self) -> bool:
+        return bool(self.model_package_arn)
+
+    @property
+    def model_package_region(self) -> str:
+        return _PACKAGE_ARN.match(self.model_package_arn)["region"]
+
+    @property
+    def model_package_account(self) -> str:
+        return _PACKAGE_ARN.match(self.model_package_arn)["account"]
+
+    @property
     def model_bucket(self) -> str:
-        return _MODEL_URL.match(self.model_data_url)["bucket"]
+        return MODEL_URL.match(self.model_data_url)["bucket"]
 
     @property
     def model_key(self) -> str:
-        return _MODEL_URL.match(self.model_data_url)["key"]
+        return MODEL_URL.match(self.model_data_url)["key"]
 
     @property
     def is_serverless(self) -> bool:
@@ -272,6 +314,9 @@ _CHECKS: dict[str, Check] = {
     "alarm_4xx_rate_percent": _int(1, 100),
     "alarm_email": _pattern(_EMAIL, 'ops@example.com, or "" for no subscription'),
     "alarm_topic_arn": _pattern(_TOPIC_ARN, 'arn:aws:sns:us-east-1:123456789012:ops-alarms, or "" for none'),
+    "model_package_arn": _pattern(
+        _PACKAGE_ARN, f'a versioned model package ARN, {EXAMPLE_PACKAGE_ARN} (or "" with -c model_data_url)'
+    ),
     "lambda_memory_mb": _int(128, 10240),
     "lambda_reserved_concurrency": _int(1, 1000),
     "lambda_provisioned_concurrency": _int(0, 1000),
@@ -288,14 +333,40 @@ CONFIG_KEYS = tuple(_CHECKS)
 
 
 def _check_model_data_url(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(
-            "model_data_url: missing; pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz "
-            "(the artifact training uploaded)"
-        )
-    if not _MODEL_URL.fullmatch(value):
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not MODEL_URL.fullmatch(value):
         raise ConfigError(f"model_data_url: must be an s3://BUCKET/KEY.tar.gz URL (got {value!r})")
     return value
+
+
+def _check_model_source(c: StageConfig, where: Callable[[str], str]) -> None:
+    """Exactly one of model_package_arn and -c model_data_url; production serves packages only."""
+    package = where("model_package_arn")
+    if c.model_package_arn and c.model_data_url:
+        raise ConfigError(
+            f"model_data_url: give -c model_data_url or {package}, not both (the package names its own "
+            "artifact)"
+        )
+    if not c.model_package_arn and not c.model_data_url:
+        raise ConfigError(
+            f"{package}: missing; name the model: make promote STAGE={c.stage} PACKAGE=ARN writes an "
+            "approved package into cdk.json, or pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz for an "
+            "experiment"
+        )
+    if c.production and not c.model_package_arn:
+        raise ConfigError(
+            f"{package}: a production stage serves only a registered model package, not -c model_data_url: "
+            f"register it (python -m training.register), approve it, then make promote STAGE={c.stage} "
+            "PACKAGE=ARN"
+        )
+    if c.model_package_arn:
+        group = _PACKAGE_ARN.match(c.model_package_arn)["group"]
+        if group != c.model_package_group_name:
+            raise ConfigError(
+                f"{package}: must be a version of this stage's model package group "
+                f"{c.model_package_group_name} (got group {group!r})"
+            )
 
 
 def _check_consistency(c: StageConfig, from_command_line: frozenset[str] = frozenset()) -> None:
@@ -305,6 +376,7 @@ def _check_consistency(c: StageConfig, from_command_line: frozenset[str] = froze
     def where(key: str) -> str:
         return f"-c {key}" if key in from_command_line else f"{prefix}.{key}"
 
+    _check_model_source(c, where)
     if c.training_host_enabled and not c.training_host_ami_id:
         raise ConfigError(
             f"{prefix}.training_host_ami_id: required when training_host_enabled is true; pin the current "
@@ -429,5 +501,5 @@ def load_stage_config(context: Callable[[str], Any]) -> StageConfig:
 
 
 def config_field_names() -> tuple[str, ...]:
-    """The cdk.json keys, in declaration order (stage and model_data_url come from -c)."""
+    """The cdk.json keys, in declaration order (stage and model_data_url come only from -c)."""
     return tuple(f.name for f in fields(StageConfig) if f.name not in ("stage", "model_data_url"))

@@ -101,7 +101,8 @@ def check_endpoint(config: StageConfig, clients: Clients) -> Result:
             CHECK,
             f"{config.endpoint_name} runs {running}, the stack names {expected}: SageMaker rolled the "
             f"deployment back{because} while CloudFormation kept the new model. Deploy the previous "
-            "model_data_url again, so the stack recreates the model and artifact grant the endpoint runs on",
+            f"{_model_key(config)} again, so the stack recreates the model and artifact grant the endpoint "
+            "runs on",
         )
     model = clients.sagemaker.describe_endpoint_config(EndpointConfigName=running)["ProductionVariants"][0][
         "ModelName"
@@ -115,9 +116,16 @@ def check_endpoint(config: StageConfig, clients: Clients) -> Result:
             MISMATCH,
             CHECK,
             f"{config.endpoint_name} runs {running}, whose model {model} no longer exists: the endpoint "
-            "cannot replace or add an instance. Deploy the model_data_url it should run again",
+            f"cannot replace or add an instance. Deploy the {_model_key(config)} it should run again",
         )
     return Result(OK, CHECK, f"{config.endpoint_name} is InService on {running} (model {model})")
+
+
+def _model_key(config: StageConfig) -> str:
+    """What names the stage's model, as the user changes it."""
+    if config.model_from_package:
+        return "model_package_arn (revert the promotion's cdk.json change)"
+    return "model_data_url"
 
 
 def exit_code(result: Result) -> int:

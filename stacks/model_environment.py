@@ -1,4 +1,5 @@
-"""The SageMaker Model's container environment: one definition for the stack and the local container.
+"""The SageMaker Model's container environment: one definition for the stack and the local container; and
+the stage config that offline tools and synths build from cdk.json without a real model.
 
 ``stacks.constructs.inference_model`` puts :func:`model_environment` into the ``CfnModel``;
 ``inference.local_endpoint --server torchserve`` starts the DLC's TorchServe with the same dict, read from
@@ -24,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stacks.config import StageConfig, load_stage_config
+from stacks.config import DEFAULTS_CONTEXT_KEY, PROJECT, STAGES_CONTEXT_KEY, StageConfig, load_stage_config
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
 # The local container serves a local directory; the URL only has to pass validation. Alarms do not reach
@@ -56,7 +57,43 @@ def model_environment(config: StageConfig) -> dict[str, str]:
 def stage_config_from_cdk_json(
     stage: str, model_data_url: str = LOCAL_MODEL_DATA_URL, cdk_json: Path = CDK_JSON
 ) -> StageConfig:
-    """The stage's validated config from cdk.json, as ``cdk synth -c stage=STAGE`` builds it."""
+    """The stage's validated config from cdk.json, as ``cdk synth -c stage=STAGE`` builds it.
+
+    For tools whose work does not depend on which model the stage serves (the local container, preflight,
+    deploy-check): see :func:`example_model_context` for the model it gets.
+    """
     context: dict[str, Any] = json.loads(Path(cdk_json).read_text())["context"]
-    context = {**context, "stage": stage, "model_data_url": model_data_url, "alarm_email": LOCAL_ALARM_EMAIL}
+    context = {
+        **context,
+        **example_model_context(stage, model_data_url, cdk_json),
+        "stage": stage,
+        "alarm_email": LOCAL_ALARM_EMAIL,
+    }
     return load_stage_config(context.get)
+
+
+def example_model_context(
+    stage: str, model_data_url: str = LOCAL_MODEL_DATA_URL, cdk_json: Path = CDK_JSON
+) -> dict[str, str]:
+    """The ``-c`` model keys an offline synth of ``stage`` needs: none where cdk.json names the stage's
+    package, a placeholder version of the stage's group where production requires a package, else
+    ``model_data_url``. `make synth` and the tests synthesize with these."""
+    context = json.loads(Path(cdk_json).read_text())["context"]
+    values = {**context.get(DEFAULTS_CONTEXT_KEY, {}), **context.get(STAGES_CONTEXT_KEY, {}).get(stage, {})}
+    if values.get("model_package_arn"):
+        return {}
+    if values.get("production"):
+        return {"model_package_arn": placeholder_package_arn(stage)}
+    return {"model_data_url": model_data_url}
+
+
+def placeholder_package_arn(stage: str) -> str:
+    """A well-formed version 1 of the stage's group, for synths and tools that never resolve it."""
+    return f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{PROJECT}-{stage}/1"
+
+
+if __name__ == "__main__":
+    # `python -m stacks.model_environment STAGE [MODEL_DATA_URL]`: the -c arguments of an offline synth.
+    import sys
+
+    print(" ".join(f"-c {key}={value}" for key, value in example_model_context(*sys.argv[1:3]).items()))

@@ -10,8 +10,10 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.config import StageConfig
+from stacks.constructs.alarms import alarm_destinations, notify_on_change
 from stacks.constructs.endpoint_alarms import VARIANT_NAME, EndpointAlarms, EndpointDashboard
 from stacks.constructs.inference_model import InferenceModel
+from stacks.constructs.model_package import ModelApprovalNotices
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
 # Blue/green must finish (or roll back) within this time (API range 600-28800 s), and SageMaker requires it
@@ -243,6 +245,8 @@ class ServingStack(Stack):
         if not config.is_serverless and config.autoscaling_enabled:
             EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
         EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)
+        approvals = ModelApprovalNotices(self, "ModelApprovals", config=config, topic=alarms.topic, key=key)
+        notify_on_change(approvals.alarms, alarm_destinations(self, config, alarms.topic))
 
         CfnOutput(self, "EndpointName", value=endpoint.endpoint_name, description="SageMaker endpoint name")
         CfnOutput(

@@ -94,6 +94,24 @@ class ProjectKey(Construct):
                 },
             )
         )
+        # A model approval notice EventBridge cannot publish goes to a dead-letter queue encrypted with this
+        # key, which EventBridge writes as its service principal: only for the one rule of this stage
+        # (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-event-delivery.html#eb-rule-dlq).
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ModelApprovalNotices",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnEquals": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/"
+                        f"{config.model_approval_rule_name}"
+                    },
+                },
+            )
+        )
         # The alarm topic keeps undeliverable e-mails in a queue encrypted with this key; SNS may use it for
         # that topic only (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html). Granted
         # whether or not alarm_email is set: -c alarm_email may name an address on the serving stack's deploy

@@ -12,6 +12,7 @@ from constructs import Construct
 from stacks.config import TRAINING_LOG_GROUP, StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
 from stacks.constructs.log_group import retention
+from stacks.constructs.model_package import ModelPackageGroup, versions_nag_arn
 from stacks.constructs.training_host import GpuTrainingHost
 from stacks.storage import (
     CHECKPOINT_PREFIX,
@@ -33,8 +34,9 @@ class SageMakerTrainingRole(Construct):
 
     It reads ``data/``, ``code/``, ``weights/`` (and ``checkpoints/`` to resume a spot-interrupted job),
     writes ``training-output/`` and ``checkpoints/``, pulls one DLC repository, writes log streams in the
-    training log group (which it may not create: see ``TrainingLogGroup``) and its metric namespace, and
-    uses the project key. Nothing else: no AWS managed policy, no other bucket.
+    training log group (which it may not create: see ``TrainingLogGroup``) and its metric namespace,
+    registers versions in the stage's model package group, and uses the project key. Nothing else: no AWS
+    managed policy, no other bucket.
     """
 
     def __init__(
@@ -88,6 +90,8 @@ class SageMakerTrainingRole(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}},
             ),
             *image.pull_statements(),
+            # A pipeline step running as this role may register the model it trained (training.register).
+            ModelPackageGroup.register_statement(config),
         ]
         policy = iam.ManagedPolicy(self, "Policy", statements=statements, roles=[role])
         Validations.of(policy).acknowledge(
@@ -114,6 +118,11 @@ class SageMakerTrainingRole(Construct):
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, OUTPUT_PREFIX)}*]",
                 reason="SageMaker writes <job>/output/model.tar.gz under the output prefix; job names vary.",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(config)}]",
+                reason="A new version's ARN is model-package/<group>/<N>, numbered by SageMaker; the "
+                "statement names the stage's group only.",
             ),
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
@@ -168,6 +177,7 @@ class TrainingStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        registry = ModelPackageGroup(self, "ModelRegistry", config=config)
         training = SageMakerTrainingRole(
             self, "SageMakerTraining", config=config, artifacts=artifacts, key=key
         )
@@ -191,6 +201,10 @@ class TrainingStack(Stack):
                 "network (--weights-s3-uri, the EC2 host)",
             ),
             "ModelsPrefix": (MODELS_PREFIX, "Prefix for promoted, deployable model.tar.gz artifacts"),
+            "ModelPackageGroupName": (
+                registry.group_name,
+                "Model registry group: training.register adds versions, make promote names one in cdk.json",
+            ),
             "KmsKeyArn": (key.key_arn, "Project KMS key (output and volume encryption)"),
             "TrainingImageUri": (training.image_uri, "PyTorch training DLC image for this region"),
         }

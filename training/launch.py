@@ -2,6 +2,7 @@
 
     python -m training.launch --stage dev [--instance-type ml.g4dn.12xlarge] [-H epochs=20] [--dry-run]
     python -m training.launch --role-arn ARN --bucket NAME --region eu-west-1 --dry-run
+    python -m training.launch --stage dev --register   # wait, check the artifact, register it
 
 The job runs ``training/sagemaker_entry.py`` (which runs ``training.train``) under the PyTorch training
 DLC's ``torch_distributed`` launcher (torchrun, one process per GPU, every instance), on managed spot
@@ -31,7 +32,8 @@ from typing import Any
 
 from stacks.instance_storage import has_local_nvme
 
-from . import job_sizing
+from . import job_sizing, provenance
+from . import register as registry
 from .config import DATA_CHANNEL, WEIGHTS_CHANNEL, build_parser
 from .metrics import METRIC_DEFINITIONS
 
@@ -234,6 +236,13 @@ def build_parser_launch() -> argparse.ArgumentParser:
         "TorchServe (inference.check_artifact): a job whose artifact does not serve exits non-zero",
     )
     job.add_argument(
+        "--register",
+        action="store_true",
+        help="implies --wait; needs --stage: once the artifact check passed, register model.tar.gz (metrics "
+        "from the job's output.tar.gz) as a new PendingManualApproval version of the stage's model package "
+        "group (python -m training.register); with --dry-run, print that command",
+    )
+    job.add_argument(
         "--dry-run", action="store_true", help="print the CreateTrainingJob request; call no AWS API"
     )
     return p
@@ -249,6 +258,8 @@ class JobPlan:
     checkpoint_uri: str
     hyperparameters: dict[str, str]
     args: argparse.Namespace
+    # The launching checkout's commit, given to the job as DOGBREED_GIT_COMMIT for its metrics.json.
+    git_commit: str | None = None
 
 
 def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
@@ -260,6 +271,8 @@ def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
         raise LaunchError("--max-wait must be at least --max-run for spot jobs")
     if args.stage and not re.fullmatch(r"[a-z][a-z0-9-]{0,20}", args.stage):
         raise LaunchError("--stage must be lower-case letters, digits and dashes")
+    if args.register and not args.stage:
+        raise LaunchError("--register needs --stage: the model goes into the stage's model package group")
     if args.stage:
         target = stack_target(args.stage, args.region, cloudformation)
         overrides = {"role_arn": args.role_arn, "bucket": args.bucket, "kms_key_arn": args.kms_key_arn,
@@ -293,6 +306,7 @@ def plan(args: argparse.Namespace, cloudformation: Any = None) -> JobPlan:
         or s3_uri(target.bucket, target.checkpoint_prefix, job_name) + "/",
         hyperparameters=hyperparameters,
         args=args,
+        git_commit=provenance.git_commit(),
     )
 
 
@@ -342,6 +356,8 @@ def estimator_for(job: JobPlan, session: Any):
         debugger_hook_config=False,
         disable_profiler=True,
         tags=[{"Key": "project", "Value": "dogbreed"}, {"Key": "stage", "Value": args.stage or "none"}],
+        # The job's code is a bundle, not a checkout: train.py records this commit in metrics.json.
+        environment={provenance.GIT_COMMIT_ENV: job.git_commit} if job.git_commit else None,
         sagemaker_session=session,
     )
 
@@ -426,23 +442,69 @@ def verify_artifact(model_data_url: str, stage: str) -> None:
     print(f"{model_data_url} serves ({result.server}): inference.check_artifact passed")
 
 
+def job_artifacts(job: JobPlan) -> tuple[str, str]:
+    """(model.tar.gz, output.tar.gz) URLs of the job: SageMaker writes <output_path>/<job>/output/."""
+    output = s3_uri(job.target.bucket, job.target.output_prefix, job.job_name, "output")
+    return f"{output}/model.tar.gz", f"{output}/output.tar.gz"
+
+
+def register_command(job: JobPlan) -> str:
+    """The training.register command that ``--register`` runs once the job's artifact has served."""
+    model_data_url, metrics = job_artifacts(job)
+    return registry.command_line(
+        stage=job.args.stage, region=job.region, model_data_url=model_data_url, metrics=metrics,
+        training_job=job.job_name, git_commit=job.git_commit,
+    )  # fmt: skip
+
+
+def register_model(job: JobPlan) -> str:
+    """Register the finished job's artifact in the stage's model package group; returns the version's ARN."""
+    model_data_url, metrics_url = job_artifacts(job)
+    group = None
+    try:
+        config = registry.stage_config(job.args.stage, model_data_url)
+        group = config.model_package_group_name
+        s3 = registry.aws_client("s3", job.region)
+        arn = registry.register(
+            config,
+            model_data_url=model_data_url,
+            metrics=registry.load_metrics(metrics_url, s3),
+            region=job.region,
+            training_job=job.job_name,
+            git_commit=job.git_commit,
+            sagemaker_client=registry.aws_client("sagemaker", job.region),
+            s3_client=s3,
+        )
+    except registry.ERRORS as exc:
+        raise LaunchError(
+            f"the job finished and {model_data_url} serves, but registering it failed: "
+            f"{registry.error_line(exc, group)}; retry with: {register_command(job)}"
+        ) from None
+    print(f"registered {arn} ({registry.APPROVAL_STATUS})")
+    print(registry.next_steps(arn, config, job.region))
+    return arn
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
     args = build_parser_launch().parse_args(argv)
+    # Registering needs the finished job and its checked artifact.
+    args.wait = args.wait or args.register
     try:
         job = plan(args)
         if args.dry_run:
             request = build_request(job)
-            print(
-                json.dumps(
-                    {"source_bundle": job.source_uri, "CreateTrainingJob": request}, indent=2, default=str
-                )
-            )
+            printed = {"source_bundle": job.source_uri, "CreateTrainingJob": request}
+            if args.register:  # the artifact does not exist yet: what would run after the job
+                printed["register_after_job"] = register_command(job)
+            print(json.dumps(printed, indent=2, default=str))
             return request
         name = submit(job)
         output = s3_uri(job.target.bucket, job.target.output_prefix, name)
         print(f"started training job {name} in {job.region}; artifacts under {output}")
         if args.wait:
-            verify_artifact(f"{output}/output/model.tar.gz", args.stage or "dev")
+            verify_artifact(job_artifacts(job)[0], args.stage or "dev")
+        if args.register:
+            register_model(job)
         return name
     except LaunchError as exc:
         raise SystemExit(f"training.launch: {exc}") from None

@@ -24,7 +24,7 @@ from torch import nn
 from inference.model_config import ModelConfig
 from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
 
-from . import distributed
+from . import distributed, provenance
 from .artifact import export_state_dict, write_artifact
 from .checkpoint import (
     choose_resume_source,
@@ -361,6 +361,10 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
 
     # Test set, final metrics, artifact: all of the weights --keep chose
     summary: dict[str, Any] = {"complete": True, "world_size": ctx.world_size, "config": cfg.to_dict()}
+    # What training.register puts into the model package's metadata; the commit only where it is known.
+    summary["num_classes"] = len(data.class_names)
+    if commit := provenance.git_commit():
+        summary["git_commit"] = commit
     summary["kept"] = kept.apply(history, valid_loader, cfg.channels_last)
     summary["mixed_precision"] = str(amp_dtype).removeprefix("torch.") if amp_dtype else "off"
     log.info("artifact weights: %s", summary["kept"])

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from aws_cdk import Aws, CfnMapping, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-# The ECR account that publishes the Deep Learning Containers in each region of the partitions the app
-# targets, generated from the SageMaker SDK's own table (image_uri_config/pytorch.json, the images cdk.json
-# names) by `python -m scripts.dlc_accounts`; tests/infra/test_dlc_accounts.py fails when it is stale. A
-# data file, so synth never imports the SDK. A region missing here fails the deploy at Fn::FindInMap, not
-# silently.
-DLC_ACCOUNTS_FILE = Path(__file__).with_name("dlc_accounts.json")
-DLC_ACCOUNTS: dict[str, str] = json.loads(DLC_ACCOUNTS_FILE.read_text())["accounts"]
+from stacks.dlc_images import DLC_ACCOUNTS
 
 # ecr:GetAuthorizationToken has no resource-level permissions: it must be granted on "*"
 # (https://docs.aws.amazon.com/AmazonECR/latest/userguide/security_iam_service-with-iam.html).

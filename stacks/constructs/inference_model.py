@@ -1,8 +1,7 @@
-"""The SageMaker Model: PyTorch inference DLC + model.tar.gz, and a role that can touch only those."""
+"""The SageMaker Model: PyTorch inference DLC + model.tar.gz (or the registered package that names both), and
+a role that can touch only those."""
 
 from __future__ import annotations
-
-import hashlib
 
 from aws_cdk import Acknowledgment, Aws, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -14,6 +13,7 @@ from constructs import Construct
 from stacks.config import StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
 from stacks.constructs.log_group import stage_log_group
+from stacks.constructs.model_package import ModelPackageCheck, versions_arn, versions_nag_arn
 from stacks.model_environment import model_environment
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
@@ -23,9 +23,11 @@ ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 class InferenceModel(Construct):
     """A ``CfnModel`` whose name CloudFormation generates.
 
-    A new ``model_data_url`` changes the container definition, which requires replacement: CloudFormation
-    creates a model under a new generated name and the endpoint config that references it is replaced too,
-    so the endpoint (fixed name) is updated in place.
+    Built from the stage's model package (``ModelPackageName``: the package names the image and artifact)
+    or, for an experiment, from ``model_data_url`` and the stage's DLC image. Either way the stack sets the
+    container environment and network isolation. A new package or URL changes the container definition,
+    which requires replacement: CloudFormation creates a model under a new generated name and the endpoint
+    config that references it is replaced too, so the endpoint (fixed name) is updated in place.
     """
 
     def __init__(
@@ -51,7 +53,16 @@ class InferenceModel(Construct):
             f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
             f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
         )
-        artifact_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_bucket}/{config.model_key}"
+        package_check = None
+        if config.model_from_package:
+            # The package knows its artifact; the check reads it at deploy time, so the grant below names
+            # that one object, as it does for a model_data_url.
+            package_check = ModelPackageCheck(self, "PackageCheck", config=config, key=key)
+            artifact_arn = package_check.artifact_arn
+            # What the endpoint runs is the image the package names (the stage's DLC when it registered).
+            self.image_uri = package_check.resource.get_att_string("Image")
+        else:
+            artifact_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_bucket}/{config.model_key}"
 
         self.role = iam.Role(
             self,
@@ -59,15 +70,15 @@ class InferenceModel(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"dogbreed {config.stage}: SageMaker model {config.endpoint_name}",
         )
-        # The artifact grant lives in its own policy whose logical id follows the artifact. A new
-        # model_data_url then *adds* a policy (CloudFormation deletes the old one in the cleanup phase, after
-        # the endpoint update succeeded) instead of rewriting one in place: if the blue/green update fails
-        # and the stack rolls back, UpdateEndpoint back to the old config launches instances that must
+        # The artifact grant lives in its own policy whose logical id follows the artifact. A new package
+        # or model_data_url then *adds* a policy (CloudFormation deletes the old one in the cleanup phase,
+        # after the endpoint update succeeded) instead of rewriting one in place: if the blue/green update
+        # fails and the stack rolls back, UpdateEndpoint back to the old config launches instances that must
         # download the old artifact, which an in-place edit would already have revoked
         # (UPDATE_ROLLBACK_FAILED).
         artifact_policy = iam.ManagedPolicy(
             self,
-            f"ArtifactPolicy{_short_hash(config.model_data_url)}",
+            f"ArtifactPolicy{config.model_source_id}",
             statements=[
                 iam.PolicyStatement(
                     sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[artifact_arn]
@@ -110,6 +121,14 @@ class InferenceModel(Construct):
             ),
             *image.pull_statements(),
         ]
+        if config.model_from_package:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="DescribeStagePackages",
+                    actions=["sagemaker:DescribeModelPackage"],
+                    resources=[versions_arn(config)],
+                )
+            )
         if config.data_capture_enabled:
             statements += [
                 iam.PolicyStatement(
@@ -143,6 +162,14 @@ class InferenceModel(Construct):
                 reason="Scoped to this endpoint's own log group; the suffix covers its streams.",
             ),
         ]
+        if config.model_from_package:
+            acknowledgments.append(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(config)}]",
+                    reason="The model may describe the versions of its stage's own group, which SageMaker "
+                    "numbers; nothing outside the group.",
+                )
+            )
         if config.data_capture_enabled:
             acknowledgments.append(
                 Acknowledgment(
@@ -156,17 +183,24 @@ class InferenceModel(Construct):
             self,
             "Model",
             execution_role_arn=self.role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image.image_uri,
-                model_data_url=config.model_data_url,
-                environment=model_environment(config),
-            ),
+            primary_container=self._container(config, image.image_uri),
             # No outbound network from the container: the artifact is self-contained (contract), and
             # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.
             enable_network_isolation=not config.is_serverless,
         )
         self.model.node.add_dependency(policy, artifact_policy, self.log_group)
+        if package_check is not None:
+            self.model.node.add_dependency(package_check.resource)
 
-
-def _short_hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:8].upper()
+    @staticmethod
+    def _container(config: StageConfig, image_uri: str) -> sagemaker.CfnModel.ContainerDefinitionProperty:
+        environment = model_environment(config)
+        if config.model_from_package:
+            # Image and ModelDataUrl come from the package; the environment is the stage's, set next to
+            # ModelPackageName as the SageMaker SDK's ModelPackage does (sagemaker/model.py).
+            return sagemaker.CfnModel.ContainerDefinitionProperty(
+                model_package_name=config.model_package_arn, environment=environment
+            )
+        return sagemaker.CfnModel.ContainerDefinitionProperty(
+            image=image_uri, model_data_url=config.model_data_url, environment=environment
+        )

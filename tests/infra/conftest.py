@@ -26,7 +26,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 
 from stacks.config import StageConfig, load_stage_config  # noqa: E402
 from stacks.deployment import add_security_gate, add_stage  # noqa: E402
-from stacks.model_environment import LOCAL_ALARM_EMAIL  # noqa: E402
+from stacks.model_environment import LOCAL_ALARM_EMAIL, example_model_context  # noqa: E402
 
 EXAMPLE_MODEL_URL = "s3://example-bucket/model/model.tar.gz"
 # What `make synth` passes with -c: cdk.json commits no alarm destination, which production requires.
@@ -38,14 +38,25 @@ def cdk_json_context() -> dict[str, Any]:
     return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
 
 
-def stage_context(stage: str, model_data_url: str | None = EXAMPLE_MODEL_URL, **overrides: Any) -> dict:
-    """cdk.json's context plus ``-c stage`` / ``-c model_data_url`` and per-stage key overrides."""
+# The stage's own default model, as `make synth` gives it (a URL, or a package where production needs one).
+STAGE_DEFAULT = "stage-default"
+
+
+def stage_context(stage: str, model_data_url: str | None = STAGE_DEFAULT, **overrides: Any) -> dict:
+    """cdk.json's context plus ``-c stage`` / the model keys / per-stage key overrides.
+
+    ``model_data_url``: the stage's default model (:data:`STAGE_DEFAULT`), a ``-c model_data_url``, or None
+    for no ``-c`` model key at all (a ``model_package_arn`` override then names the model).
+    """
     context = copy.deepcopy(cdk_json_context())
     context["dogbreed:stages"].setdefault(stage, {}).update(overrides)
     context["stage"] = stage
     if not {"alarm_email", "alarm_topic_arn"} & overrides.keys():
         context["alarm_email"] = EXAMPLE_ALARM_EMAIL
-    if model_data_url is not None:
+    if model_data_url == STAGE_DEFAULT:
+        if "model_package_arn" not in overrides:
+            context.update(example_model_context(stage, EXAMPLE_MODEL_URL))
+    elif model_data_url is not None:
         context["model_data_url"] = model_data_url
     return context
 
@@ -67,7 +78,7 @@ class SynthesizedStage:
         }
 
 
-def synth_stage(outdir: Path, stage: str, model_data_url: str = EXAMPLE_MODEL_URL, **overrides: Any):
+def synth_stage(outdir: Path, stage: str, model_data_url: str | None = STAGE_DEFAULT, **overrides: Any):
     """Build one stage exactly as app.py does (env-agnostic) and synthesize it; the nag gate runs."""
     app = App(context=stage_context(stage, model_data_url, **overrides), outdir=str(outdir))
     config = load_stage_config(app.node.try_get_context)

@@ -9,7 +9,10 @@ import subprocess
 
 import pytest
 
-from .conftest import EXAMPLE_ALARM_EMAIL, EXAMPLE_MODEL_URL, REPO_ROOT
+from .conftest import EXAMPLE_ALARM_EMAIL, REPO_ROOT
+
+# A package ARN names its own region and account; neither is the CLI's (asserted absent below).
+PROD_PACKAGE = "arn:aws:sagemaker:ap-south-2:210987654321:model-package/dogbreed-prod/2"
 
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 pytestmark = pytest.mark.skipif(not CDK.exists() or not shutil.which("node"), reason="run `make setup` first")
@@ -40,7 +43,7 @@ def test_npx_cdk_synth_prod_passes_the_gate_and_pins_no_region(tmp_path):
         "-c",
         "stage=prod",
         "-c",
-        f"model_data_url={EXAMPLE_MODEL_URL}",
+        f"model_package_arn={PROD_PACKAGE}",
         "-c",
         f"alarm_email={EXAMPLE_ALARM_EMAIL}",
         outdir=tmp_path,
@@ -67,7 +70,7 @@ def test_npx_cdk_synth_prod_passes_the_gate_and_pins_no_region(tmp_path):
 
 def test_npx_cdk_synth_stops_a_production_stage_whose_alarms_reach_nobody(tmp_path):
     result = cdk(
-        "synth", "--quiet", "-c", "stage=prod", "-c", f"model_data_url={EXAMPLE_MODEL_URL}", outdir=tmp_path
+        "synth", "--quiet", "-c", "stage=prod", "-c", f"model_package_arn={PROD_PACKAGE}", outdir=tmp_path
     )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]

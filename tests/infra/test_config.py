@@ -19,12 +19,14 @@ from stacks.config import (
     load_stage_config,
 )
 
-from .conftest import REPO_ROOT, cdk_json_context, stage_context
+from .conftest import REPO_ROOT, STAGE_DEFAULT, cdk_json_context, stage_context
 
 GOOD_URL = "s3://example-bucket/model/model.tar.gz"
+DEV_PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/dogbreed-dev/7"
+PROD_PACKAGE = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/dogbreed-prod/4"
 
 
-def load(stage: str = "dev", model_data_url: str | None = GOOD_URL, **overrides):
+def load(stage: str = "dev", model_data_url: str | None = STAGE_DEFAULT, **overrides):
     context = stage_context(stage, model_data_url, **overrides)
     return load_stage_config(context.get)
 
@@ -42,8 +44,12 @@ def test_every_stage_in_cdk_json_is_valid(stage):
     config = load(stage)
     assert config.stage == stage
     assert config.endpoint_name == f"dogbreed-{stage}"
-    assert config.model_bucket == "example-bucket"
-    assert config.model_key == "model/model.tar.gz"
+    assert config.model_package_group_name == f"dogbreed-{stage}"
+    if config.model_from_package:
+        assert config.model_package_arn.split("/")[1] == config.model_package_group_name
+        assert config.model_data_url == ""
+    else:
+        assert (config.model_bucket, config.model_key) == ("example-bucket", "model/model.tar.gz")
 
 
 def test_every_config_key_is_a_dataclass_field_and_documented():
@@ -71,7 +77,12 @@ def test_config_is_frozen():
     [
         (None, GOOD_URL, "stage: missing; pass -c stage=NAME with NAME one of dev, prod"),
         ("qa", GOOD_URL, "stage: must be one of dev, prod (got 'qa')"),
-        ("dev", None, "model_data_url: missing; pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz"),
+        (
+            "dev",
+            None,
+            "dogbreed:stages.dev.model_package_arn: missing; name the model: make promote STAGE=dev "
+            "PACKAGE=ARN writes an approved package into cdk.json, or pass -c model_data_url=",
+        ),
         ("dev", "https://example.com/model.tar.gz", "model_data_url: must be an s3://BUCKET/KEY.tar.gz URL"),
         (
             "dev",
@@ -143,6 +154,13 @@ BAD_VALUES = [
     ("endpoint_read_timeout_seconds", 2, "must be an integer from 3 to 60"),
     ("endpoint_max_attempts", 6, "must be an integer from 1 to 5"),
     ("max_image_bytes", 6_000_000, "must be an integer from 1024 to 4000000"),
+    # An unversioned package (no /N): what a Marketplace listing has, not a version of a group.
+    (
+        "model_package_arn",
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package/dogbreed-dev",
+        "must look like a versioned model package ARN, "
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package/dogbreed-prod/3",
+    ),
 ]
 
 
@@ -318,7 +336,7 @@ def test_local_nvme_instances_are_recognised():
 
 def test_app_prints_one_line_and_exits_1_on_a_bad_value():
     context = cdk_json_context()
-    context.update(stage="prod", model_data_url=GOOD_URL, alarm_email="oncall@example.org")
+    context.update(stage="prod", model_package_arn=PROD_PACKAGE, alarm_email="oncall@example.org")
     context["dogbreed:stages"]["prod"]["min_instances"] = 1
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
     result = subprocess.run(
@@ -337,3 +355,73 @@ def test_app_prints_one_line_and_exits_1_on_a_bad_value():
         "config error: dogbreed:stages.prod.min_instances: must be >= 2 in a production stage, "
         "so the endpoint spans two Availability Zones (got 1)"
     ]
+
+
+# --- which model a stage serves: exactly one of cdk.json's model_package_arn and -c model_data_url -------
+
+
+def test_a_stage_serves_the_package_cdk_json_names():
+    config = load("dev", model_data_url=None, model_package_arn=DEV_PACKAGE)
+    assert config.model_from_package
+    assert (config.model_package_region, config.model_package_account) == ("eu-west-1", "123456789012")
+    assert config.model_data_url == ""
+
+
+def test_a_stage_may_serve_an_experiments_artifact_by_url():
+    config = load("dev", model_data_url=GOOD_URL)
+    assert not config.model_from_package
+    assert config.model_package_arn == ""
+
+
+def test_both_a_package_and_a_url_is_one_error_naming_the_url():
+    message = error_of(stage="dev", model_data_url=GOOD_URL, model_package_arn=DEV_PACKAGE)
+    assert message.startswith(
+        "model_data_url: give -c model_data_url or dogbreed:stages.dev.model_package_arn, not both"
+    )
+
+
+def test_neither_a_package_nor_a_url_says_how_to_name_the_model():
+    message = error_of(stage="dev", model_data_url=None)
+    assert message.startswith("dogbreed:stages.dev.model_package_arn: missing; name the model: make promote")
+
+
+def test_production_serves_only_a_registered_package():
+    message = error_of(stage="prod", model_data_url=GOOD_URL)
+    assert message.startswith(
+        "dogbreed:stages.prod.model_package_arn: a production stage serves only a registered model package"
+    )
+
+
+def test_a_package_of_another_stages_group_is_refused():
+    # A dev model was never approved for prod: prod serves only versions of its own group.
+    message = error_of(stage="prod", model_data_url=None, model_package_arn=DEV_PACKAGE)
+    assert message == (
+        "dogbreed:stages.prod.model_package_arn: must be a version of this stage's model package group "
+        "dogbreed-prod (got group 'dogbreed-dev')"
+    )
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package/dogbreed-dev/0",
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/dogbreed-dev",
+        "arn:aws:sagemaker:us-east-1:1234:model-package/dogbreed-dev/1",
+        "arn:aws:sns:us-east-1:123456789012:model-package/dogbreed-dev/1",
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package/dogbreed-dev/1\n",
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package/-dogbreed/1",
+    ],
+)
+def test_a_malformed_package_arn_is_one_line_naming_the_key(arn):
+    message = error_of(stage="dev", model_data_url=None, model_package_arn=arn)
+    assert message.startswith(
+        "dogbreed:stages.dev.model_package_arn: must look like a versioned model package"
+    )
+
+
+def test_a_command_line_package_is_named_as_such_in_errors():
+    context = stage_context("prod", None)
+    context["model_package_arn"] = DEV_PACKAGE
+    with pytest.raises(ConfigError) as caught:
+        load_stage_config(context.get)
+    assert str(caught.value).startswith("-c model_package_arn: must be a version of this stage's model")

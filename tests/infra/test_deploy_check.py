@@ -108,7 +108,9 @@ def test_a_deployment_sagemaker_rolled_back_under_a_successful_stack_is_a_mismat
     assert code == 1
     assert line.startswith(MISMATCH)
     assert f"runs {OLD_CONFIG}, the stack names {NEW_CONFIG}" in line
-    assert reason in line and "Deploy the previous model_data_url again" in line
+    # prod serves a package: the way back is the previous package, by reverting the promotion.
+    assert reason in line
+    assert "Deploy the previous model_package_arn (revert the promotion's cdk.json change) again" in line
 
 
 def test_an_endpoint_whose_model_was_deleted_cannot_heal(capsys):

@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 
 from scripts import dlc_accounts as generator
-from stacks.constructs.dlc_image import DLC_ACCOUNTS, DLC_ACCOUNTS_FILE
+from stacks.dlc_images import DLC_ACCOUNTS, DLC_ACCOUNTS_FILE
 
 from .cfn_resolve import stage_deployment
 

@@ -63,8 +63,17 @@ def test_no_wildcard_actions_and_star_resources_only_where_documented(stages, st
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_no_sagemaker_full_access_or_other_sagemaker_actions(stages, stage):
-    actions = {a for _, s in identity_statements(stages[stage]) for a in as_list(s["Action"])}
-    assert {a for a in actions if a.startswith("sagemaker:")} == {"sagemaker:InvokeEndpoint"}
+    """Invoke the one endpoint; register into and describe the stage's own model package group only."""
+    statements = [s for _, s in identity_statements(stages[stage])]
+    actions = {a for s in statements for a in as_list(s["Action"]) if a.startswith("sagemaker:")}
+    registry = {"sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"}
+    assert actions - registry == {"sagemaker:InvokeEndpoint"}
+    group = f"dogbreed-{stage}"
+    for statement in statements:
+        if set(as_list(statement["Action"])) & registry:
+            for resource in as_list(statement["Resource"]):
+                arn = json.dumps(resource)
+                assert f":model-package/{group}/*" in arn or f':model-package-group/{group}"' in arn, arn
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])

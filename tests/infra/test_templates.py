@@ -245,10 +245,15 @@ def test_model_uses_the_pinned_inference_dlc_with_network_isolation(stages, stag
     assert model["EnableNetworkIsolation"] is True
     assert "ModelName" not in model  # generated, so a new artifact replaces the model
     container = model["PrimaryContainer"]
-    assert container["ModelDataUrl"] == "s3://example-bucket/model/model.tar.gz"
-    image = container["Image"]["Fn::Join"][1]
-    assert image[0] == {"Fn::FindInMap": ["DlcAccounts", {"Ref": "AWS::Region"}, "account"]}
-    assert image[-1] == f"/pytorch-inference:{synth.config.inference_image_tag}"
+    if synth.config.model_from_package:
+        # The package names image and artifact (training.register put the stage's DLC image there).
+        assert container["ModelPackageName"] == synth.config.model_package_arn
+        assert "Image" not in container and "ModelDataUrl" not in container
+    else:
+        assert container["ModelDataUrl"] == "s3://example-bucket/model/model.tar.gz"
+        image = container["Image"]["Fn::Join"][1]
+        assert image[0] == {"Fn::FindInMap": ["DlcAccounts", {"Ref": "AWS::Region"}, "account"]}
+        assert image[-1] == f"/pytorch-inference:{synth.config.inference_image_tag}"
     # The model server gives up before the Lambda's read timeout; TS_DEFAULT_RESPONSE_TIMEOUT is the one
     # TorchServe applies (stacks/model_environment.py; read back from the real TorchServe in
     # tests/serving/test_torchserve_settings.py).
@@ -267,9 +272,26 @@ def test_model_role_reads_only_its_artifact_and_pulls_only_its_image(stages, sta
     synth = stages[stage]
     statements = statements_by_sid(synth, "serving")
     assert statements["ReadModelArtifact"]["Action"] == "s3:GetObject"
-    assert statements["ReadModelArtifact"]["Resource"] == {
-        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::example-bucket/model/model.tar.gz"]]
-    }
+    if synth.config.model_from_package:
+        # The object the package names, as the deploy-time check read it from SageMaker.
+        (check_id,) = synth.resources("serving", "Custom::ModelPackageCheck")
+        assert statements["ReadModelArtifact"]["Resource"] == {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":s3:::",
+                    {"Fn::GetAtt": [check_id, "ArtifactBucket"]},
+                    "/",
+                    {"Fn::GetAtt": [check_id, "ArtifactKey"]},
+                ],
+            ]
+        }
+    else:
+        assert statements["ReadModelArtifact"]["Resource"] == {
+            "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::example-bucket/model/model.tar.gz"]]
+        }
     assert statements["DecryptModelArtifact"]["Condition"] == {
         "StringEquals": {
             "kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}

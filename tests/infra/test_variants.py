@@ -1,5 +1,7 @@
 """Retraining updates the same endpoint; the optional variants (serverless, KMS-capable instance) synthesize.
 
+A new artifact by URL (an experiment, dev here); promoting a new package is in test_model_registry.py.
+
 Each variant is synthesized with the security gate on, so building it at all proves zero unacknowledged
 cdk-nag findings for that configuration too.
 """
@@ -10,12 +12,12 @@ import pytest
 
 from .conftest import synth_stage
 
-RETRAINED_URL = "s3://dogbreed-prod-artifacts/training-output/job-2/output/model.tar.gz"
+RETRAINED_URL = "s3://dogbreed-dev-artifacts/training-output/job-2/output/model.tar.gz"
 
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory):
-    return synth_stage(tmp_path_factory.mktemp("retrained"), "prod", model_data_url=RETRAINED_URL)
+    return synth_stage(tmp_path_factory.mktemp("retrained"), "dev", model_data_url=RETRAINED_URL)
 
 
 def only(resources: dict) -> tuple[str, dict]:
@@ -23,22 +25,22 @@ def only(resources: dict) -> tuple[str, dict]:
     return next(iter(resources.items()))
 
 
-def test_new_model_url_updates_the_same_endpoint_in_place(prod, retrained):
-    _, endpoint_before = only(prod.resources("serving", "AWS::SageMaker::Endpoint"))
+def test_new_model_url_updates_the_same_endpoint_in_place(dev, retrained):
+    _, endpoint_before = only(dev.resources("serving", "AWS::SageMaker::Endpoint"))
     _, endpoint_after = only(retrained.resources("serving", "AWS::SageMaker::Endpoint"))
     # Same name, so CloudFormation updates the endpoint (blue/green) rather than replacing it.
     assert (
         endpoint_before["Properties"]["EndpointName"]
         == endpoint_after["Properties"]["EndpointName"]
-        == "dogbreed-prod"
+        == "dogbreed-dev"
     )
     assert (
         endpoint_before == endpoint_after
     )  # it points at the config by GetAtt: only the config's name changes
 
 
-def test_new_model_url_replaces_model_and_endpoint_config(prod, retrained):
-    model_id, model_before = only(prod.resources("serving", "AWS::SageMaker::Model"))
+def test_new_model_url_replaces_model_and_endpoint_config(dev, retrained):
+    model_id, model_before = only(dev.resources("serving", "AWS::SageMaker::Model"))
     _, model_after = only(retrained.resources("serving", "AWS::SageMaker::Model"))
     before = model_before["Properties"]["PrimaryContainer"]["ModelDataUrl"]
     after = model_after["Properties"]["PrimaryContainer"]["ModelDataUrl"]
@@ -53,13 +55,13 @@ def test_new_model_url_replaces_model_and_endpoint_config(prod, retrained):
     }
 
 
-def test_new_model_url_changes_only_the_model_artifact_grant(prod, retrained):
-    assert retrained.templates["api"] == prod.templates["api"]  # Lambda config and invoke policy unchanged
-    assert retrained.templates["storage"] == prod.templates["storage"]
-    assert retrained.templates["training"] == prod.templates["training"]
-    policy_before = str(prod.templates["serving"]["Resources"])
+def test_new_model_url_changes_only_the_model_artifact_grant(dev, retrained):
+    assert retrained.templates["api"] == dev.templates["api"]  # Lambda config and invoke policy unchanged
+    assert retrained.templates["storage"] == dev.templates["storage"]
+    assert retrained.templates["training"] == dev.templates["training"]
+    policy_before = str(dev.templates["serving"]["Resources"])
     policy_after = str(retrained.templates["serving"]["Resources"])
-    assert "dogbreed-prod-artifacts/training-output/job-2/output/model.tar.gz" in policy_after
+    assert "dogbreed-dev-artifacts/training-output/job-2/output/model.tar.gz" in policy_after
     assert "example-bucket/model/model.tar.gz" in policy_before
     assert "example-bucket" not in policy_after
 
@@ -78,17 +80,17 @@ def _artifact_policy(synth) -> tuple[str, dict]:
     )
 
 
-def test_new_model_url_adds_a_new_artifact_grant_instead_of_editing_the_old_one(prod, retrained):
+def test_new_model_url_adds_a_new_artifact_grant_instead_of_editing_the_old_one(dev, retrained):
     # A new logical id: CloudFormation creates the new grant and deletes the old one only in the cleanup
     # phase, so a rollback of a failed blue/green update (back to the old model, on fresh instances that
     # download the old artifact) still finds the old artifact readable.
-    before_id, before = _artifact_policy(prod)
+    before_id, before = _artifact_policy(dev)
     after_id, _ = _artifact_policy(retrained)
     assert before_id != after_id
     (statement,) = before["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "s3:GetObject"
     # The other model policy (image, logs, key) keeps its logical id and is untouched.
-    others_before = set(prod.resources("serving", "AWS::IAM::ManagedPolicy")) - {before_id}
+    others_before = set(dev.resources("serving", "AWS::IAM::ManagedPolicy")) - {before_id}
     others_after = set(retrained.resources("serving", "AWS::IAM::ManagedPolicy")) - {after_id}
     assert others_before == others_after
     # The model is created only once its artifact grant exists.

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import shlex
 import sys
 import tarfile
 import time
@@ -15,10 +16,10 @@ import boto3
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from training_helpers import clean_env, run_command
 
-from training import launch
+from training import launch, provenance, register
 from training.metrics import METRIC_DEFINITIONS
 
 ROLE = "arn:aws:iam::111122223333:role/dogbreed-dev-training"
@@ -194,6 +195,8 @@ def test_network_isolation_takes_the_weights_from_a_channel(offline):
             "--weights-s3-uri must name a file under s3://dogbreed-dev-data/weights/",
         ),
         ([*FLAGS, "--max-run", "100", "--max-wait", "50"], "--max-wait must be at least --max-run"),
+        # The model package group is the stage's: without a stage there is nowhere to register.
+        ([*FLAGS, "--register"], "--register needs --stage"),
     ],
 )
 def test_bad_launch_settings_fail_before_any_request(offline, argv, message):
@@ -346,6 +349,8 @@ def test_the_job_starts_with_what_the_bundle_and_the_image_have():
     assert unshipped == set()
     assert {"training/train.py", "training/artifact.py", "inference/model_config.py"} <= loaded
     assert "training/launch.py" not in loaded  # launch.py needs stacks/, which is not shipped
+    assert "training/register.py" not in loaded  # so does register.py; train.py only records the commit
+    assert "training/provenance.py" in loaded
 
 
 def test_a_waited_job_is_followed_by_a_serve_check_of_its_artifact(offline, monkeypatch, capsys):
@@ -384,3 +389,130 @@ def test_a_waited_job_is_followed_by_a_serve_check_of_its_artifact(offline, monk
     monkeypatch.setattr(check_artifact, "check_artifact", serves)
     launch.main(FLAGS)
     assert checked == []
+
+
+def test_the_job_records_the_launching_commit_in_its_metrics(offline, monkeypatch):
+    """The job runs a source bundle, not a checkout: the commit reaches train.py as DOGBREED_GIT_COMMIT."""
+    monkeypatch.setenv(provenance.GIT_COMMIT_ENV, "0123456789abcdef0123456789abcdef01234567")
+    request = _request(FLAGS)
+    assert request["Environment"] == {"DOGBREED_GIT_COMMIT": "0123456789abcdef0123456789abcdef01234567"}
+    # Nowhere to find one (no checkout, no git): the job starts anyway, its metrics without a commit.
+    monkeypatch.setattr(provenance, "git_commit", lambda: None)
+    assert "Environment" not in _request(FLAGS)
+
+
+STACK_TARGET = launch.Target(role_arn=ROLE, bucket="dogbreed-dev-data", kms_key_arn=KEY)
+
+
+def test_dry_run_register_prints_what_would_be_registered_after_the_job(offline, monkeypatch, capsys):
+    monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
+    monkeypatch.setenv(provenance.GIT_COMMIT_ENV, "feedbeef")
+    launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--dry-run", "--register"])
+
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["CreateTrainingJob"]["TrainingJobName"] == "job-1"
+    # The artifact does not exist yet: the command that registers it once the job has written it.
+    argv = shlex.split(printed["register_after_job"])
+    assert argv[:3] == ["python", "-m", "training.register"]
+    assert vars(register.build_parser().parse_args(argv[3:])) == {
+        "model_data_url": "s3://dogbreed-dev-data/training-output/job-1/output/model.tar.gz",
+        "metrics": "s3://dogbreed-dev-data/training-output/job-1/output/output.tar.gz",
+        "stage": "dev", "region": "eu-west-1", "training_job": "job-1", "git_commit": "feedbeef",
+        "dry_run": False,
+    }  # fmt: skip
+
+
+def _output_tar_gz(metrics: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        data = json.dumps(metrics).encode()
+        info = tarfile.TarInfo("metrics.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+JOB_METRICS = {"complete": True, "config": {"arch": "resnet18", "image_size": 224}, "num_classes": 133,
+               "test_acc1": 0.5, "test_acc5": 0.75, "test_loss": 2.0, "test_samples": 836, "epochs": [],
+               "kept": {"keep": "last", "epoch": 1}}  # fmt: skip
+PACKAGE_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:model-package/dogbreed-dev/1"
+
+
+def job_region_clients() -> dict[str, object]:
+    """Real s3 and sagemaker clients of the job's region, unsigned: their Stubbers answer every call."""
+    session = boto3.Session(region_name="eu-west-1")
+    unsigned = Config(signature_version=UNSIGNED)
+    return {service: session.client(service, config=unsigned) for service in ("s3", "sagemaker")}
+
+
+def test_a_registered_job_is_waited_for_checked_then_registered(offline, monkeypatch, capsys):
+    from inference import check_artifact
+
+    monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
+    monkeypatch.setenv(provenance.GIT_COMMIT_ENV, "feedbeef")
+    submitted, checked = [], []
+    monkeypatch.setattr(launch, "submit", lambda job: submitted.append(job.args.wait) or job.job_name)
+
+    def serves(url, server, stage):
+        checked.append(url)
+        return check_artifact.CheckResult(server="inprocess", predictions=[{"breed": "a", "index": 0}])
+
+    monkeypatch.setattr(check_artifact, "check_artifact", serves)
+    # Real clients of the job's region, answered by Stubbers: read the metrics, upload the report, register.
+    clients = job_region_clients()
+    monkeypatch.setattr(register, "aws_client", lambda service, region: clients[service])
+    output = "training-output/job-1/output"
+    with Stubber(clients["s3"]) as s3, Stubber(clients["sagemaker"]) as sagemaker:
+        s3.add_response("get_object", {"Body": io.BytesIO(_output_tar_gz(JOB_METRICS))},
+                        {"Bucket": "dogbreed-dev-data", "Key": f"{output}/output.tar.gz"})  # fmt: skip
+        report = {"Bucket": "dogbreed-dev-data", "Key": f"{output}/model-metrics.json", "Body": ANY,
+                  "ContentType": "application/json"}  # fmt: skip
+        s3.add_response("put_object", {"ETag": '"1"'}, report)
+        expected = register.build_request(
+            register.stage_config("dev", f"s3://dogbreed-dev-data/{output}/model.tar.gz"),
+            model_data_url=f"s3://dogbreed-dev-data/{output}/model.tar.gz",
+            metrics=JOB_METRICS,
+            region="eu-west-1",
+            training_job="job-1",
+            git_commit="feedbeef",
+        )
+        sagemaker.add_response("create_model_package", {"ModelPackageArn": PACKAGE_ARN}, expected)
+        assert (
+            launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"])
+            == "job-1"
+        )
+        s3.assert_no_pending_responses()
+        sagemaker.assert_no_pending_responses()
+
+    assert submitted == [True]  # --register implies --wait: the job is followed to its end
+    assert checked == [f"s3://dogbreed-dev-data/{output}/model.tar.gz"]
+    out = capsys.readouterr().out
+    assert f"registered {PACKAGE_ARN} (PendingManualApproval)" in out
+    assert f"make promote STAGE=dev PACKAGE={PACKAGE_ARN}" in out
+
+    # An artifact that does not serve is not registered: no client is asked for anything.
+    def does_not_serve(url, server, stage):
+        raise check_artifact.ArtifactCheckFailed("model_fn failed: KeyError")
+
+    monkeypatch.setattr(check_artifact, "check_artifact", does_not_serve)
+    monkeypatch.setattr(register, "aws_client", lambda service, region: pytest.fail("registered anyway"))
+    with pytest.raises(SystemExit, match="does not serve"):
+        launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"])
+
+
+def test_a_failed_registration_says_how_to_retry(offline, monkeypatch):
+    from inference import check_artifact
+
+    monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
+    monkeypatch.setattr(launch, "submit", lambda job: job.job_name)
+    served = check_artifact.CheckResult(server="inprocess", predictions=[])
+    monkeypatch.setattr(check_artifact, "check_artifact", lambda url, server, stage: served)
+    s3 = job_region_clients()["s3"]
+    monkeypatch.setattr(register, "aws_client", lambda service, region: s3)
+    with Stubber(s3) as stub:
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied")
+        with pytest.raises(SystemExit) as exit_info:
+            launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"])
+    line = str(exit_info.value.code)
+    assert "\n" not in line and "registering it failed" in line and "AccessDenied" in line
+    assert "retry with: python -m training.register --stage dev" in line

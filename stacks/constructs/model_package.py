@@ -1,0 +1,324 @@
+"""The stage's model registry: its model package group, the deploy-time package check and approval notices.
+
+Every model trained for a stage registers a version in the stage's group (``python -m training.register``,
+``PendingManualApproval``); a person approves it; ``make promote`` writes its versioned ARN into cdk.json;
+the serving stack builds its Model from that package. One group per stage, like the bucket and the key: a
+package names an artifact in the stage's own bucket, encrypted with the stage's key, so a shared group
+would need every stage's model role to read every stage's bucket and key (and a dev training role could
+register into what prod deploys from).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import (
+    Acknowledgment,
+    Aws,
+    CfnRule,
+    CfnRuleAssertion,
+    CustomResource,
+    Duration,
+    Fn,
+    Stack,
+    Validations,
+)
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.config import StageConfig
+from stacks.constructs.alarms import PERIOD, UNDELIVERED_RETENTION, alarm
+from stacks.constructs.log_group import stage_log_group
+from stacks.storage import RETAIN_EXCEPT_ON_CREATE
+
+CHECK_SOURCE = Path(__file__).resolve().parent / "model_package_check"
+CHECK_RUNTIME_REASON = (
+    "Pinned to python3.13, the runtime the check's code and tests target, like the prediction function: a "
+    "runtime upgrade is a deliberate change made with its tests."
+)
+# CloudFormation invokes a custom resource's function asynchronously with a pre-signed callback URL
+# (https://docs.aws.amazon.com/lambda/latest/dg/services-cloudformation.html).
+CHECK_ASYNC_REASON = (
+    "CloudFormation's only invocation: the function answers CloudFormation itself on every outcome (FAILED "
+    "with the reason on any error, before its own timeout), so the stack event is the failure record; a "
+    "queued copy of the event would hold a deploy request that nobody can answer any more."
+)
+# SageMaker sends this event whenever a version of a group changes, approval included
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-staging-construct-event-bridge.html).
+PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+def group_arn(config: StageConfig) -> str:
+    return (
+        f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package-group/"
+        f"{config.model_package_group_name}"
+    )
+
+
+def versions_arn(config: StageConfig) -> str:
+    """Every version of the stage's group: ``model-package/<group>/<version>``."""
+    return (
+        f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package/"
+        f"{config.model_package_group_name}/*"
+    )
+
+
+def versions_nag_arn(config: StageConfig) -> str:
+    """How cdk-nag prints :func:`versions_arn` in a finding id."""
+    return (
+        "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package/"
+        f"{config.model_package_group_name}/*"
+    )
+
+
+class ModelPackageGroup(Construct):
+    """The stage's group, under a fixed name the tools derive from the stage.
+
+    Kept when the stack goes (its versions are the record of what was trained, approved and served),
+    but not after a failed first create, so a retry does not collide with the name.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.group = sagemaker.CfnModelPackageGroup(
+            self,
+            "Group",
+            model_package_group_name=config.model_package_group_name,
+            model_package_group_description=f"dogbreed {config.stage}: every model trained for the stage; "
+            "approved versions may be promoted to it",
+        )
+        self.group.apply_removal_policy(RETAIN_EXCEPT_ON_CREATE)
+        self.group_name = config.model_package_group_name
+
+    @staticmethod
+    def register_statement(config: StageConfig) -> iam.PolicyStatement:
+        """CreateModelPackage into this group and no other (a new version is model-package/<group>/N)."""
+        return iam.PolicyStatement(
+            sid="RegisterModelVersions",
+            actions=["sagemaker:CreateModelPackage"],
+            resources=[group_arn(config), versions_arn(config)],
+        )
+
+
+class ModelPackageCheck(Construct):
+    """Describes the stage's package at deploy time and, in a production stage, fails the deploy unless
+    it is Approved, whatever cdk.json says. Gives the artifact's bucket and key for the model role's grant.
+
+    The package ARN is part of the custom resource's logical id: promoting another package *creates* a new
+    check (and deletes the old one in the cleanup phase, which the function answers without a call). A
+    rollback deletes the new check and never re-runs the old one, and a stack delete only deletes, so
+    the check blocks neither. Non-production stages may deploy a pending package (the check still
+    describes it, so a missing or failed package fails the deploy before any Model is created).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = stage_log_group(self, "LogGroup", config=config, key=key)
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"dogbreed {config.stage}: deploy-time check of the served model package",
+        )
+        policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="DescribeStagePackages",
+                    actions=["sagemaker:DescribeModelPackage"],
+                    resources=[versions_arn(config)],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.log_group.log_group_arn],
+                ),
+            ],
+        )
+        Validations.of(policy).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(config)}]",
+                reason="The check describes whichever version of the stage's own group cdk.json names; "
+                "versions are numbered by SageMaker.",
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=f"dogbreed {config.stage}: check the served model package at deploy time",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="index.handler",
+            code=lambda_.Code.from_asset(str(CHECK_SOURCE), exclude=["__pycache__", "*.pyc"]),
+            role=role.without_policy_updates(),
+            memory_size=256,
+            timeout=Duration.minutes(1),
+            reserved_concurrent_executions=1,
+            # A retried invocation would answer CloudFormation a second time; the handler answers every
+            # outcome itself.
+            retry_attempts=0,
+            log_group=self.log_group,
+        )
+        # The policy before the function's first invocation; the role is a GetAtt already (cfn-lint W3005).
+        self.function.node.default_child.add_override(
+            "DependsOn", [Stack.of(self).get_logical_id(policy.node.default_child)]
+        )
+        Validations.of(self.function).acknowledge(
+            Acknowledgment(id="AwsSolutions-L1", reason=CHECK_RUNTIME_REASON),
+            Acknowledgment(id="Serverless-LambdaLatestVersion", reason=CHECK_RUNTIME_REASON),
+            Acknowledgment(id="Serverless-LambdaDLQ", reason=CHECK_ASYNC_REASON),
+            Acknowledgment(id="NIST.800.53.R5-LambdaDLQ", reason=CHECK_ASYNC_REASON),
+            Acknowledgment(id="Serverless-LambdaAsyncFailureDestination", reason=CHECK_ASYNC_REASON),
+            Acknowledgment(
+                id="Serverless-LambdaTracing",
+                reason="One DescribeModelPackage call per deploy, logged by the function; X-Ray would need "
+                "a wider role than the one call the check may make.",
+            ),
+            Acknowledgment(
+                id="NIST.800.53.R5-LambdaInsideVPC",
+                reason="The check calls only the SageMaker API and the pre-signed CloudFormation response "
+                "URL over AWS's TLS endpoints; a VPC would need NAT or endpoints without narrowing its IAM.",
+            ),
+        )
+
+        require_approved = config.production
+        self.resource = CustomResource(
+            self,
+            f"Check{config.model_source_id}",
+            service_token=self.function.function_arn,
+            resource_type="Custom::ModelPackageCheck",
+            # If the function never starts, fail the deploy in minutes instead of CloudFormation's hour.
+            service_timeout=Duration.minutes(5),
+            properties={
+                "ModelPackageArn": config.model_package_arn,
+                "RequireApproved": "true" if require_approved else "false",
+            },
+        )
+        self.artifact_arn = (
+            f"arn:{Aws.PARTITION}:s3:::{self.resource.get_att_string('ArtifactBucket')}/"
+            f"{self.resource.get_att_string('ArtifactKey')}"
+        )
+        # The stacks name no region or account: check the package's before anything is created.
+        stack = Stack.of(self)
+        CfnRule(
+            stack,
+            "ModelPackageInThisAccountAndRegion",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_and(
+                        Fn.condition_equals(Aws.REGION, config.model_package_region),
+                        Fn.condition_equals(Aws.ACCOUNT_ID, config.model_package_account),
+                    ),
+                    assert_description=f"model_package_arn is a package of account "
+                    f"{config.model_package_account} in {config.model_package_region}: deploy there, or "
+                    "promote a package registered in this stage's account and region",
+                )
+            ],
+        )
+
+
+class ModelApprovalNotices(Construct):
+    """Approvals and rejections of the stage's packages reach the stage's alarm topic.
+
+    A notice EventBridge could not publish (after its retries) is kept in a dead-letter queue, and an alarm
+    on the queue tells the alarm destinations, like the alarm topic's own undelivered e-mails.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, topic: sns.ITopic, key: kms.IKey
+    ) -> None:
+        super().__init__(scope, construct_id)
+        undelivered = sqs.Queue(
+            self,
+            "Undelivered",
+            # EventBridge may use the project key for this stage's rule alone (ProjectKey's policy).
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=UNDELIVERED_RETENTION,
+        )
+        dead_letter_reason = (
+            "This queue is the dead-letter queue of the approval-notice rule's target; a dead-letter queue "
+            "has no dead-letter queue."
+        )
+        Validations.of(undelivered).acknowledge(
+            Acknowledgment(id="AwsSolutions-SQS3", reason=dead_letter_reason),
+            Acknowledgment(id="Serverless-SQSRedrivePolicy", reason=dead_letter_reason),
+        )
+        # EventBridge publishes with a role of its own: granting the service principal instead would add an
+        # unconditioned key-policy statement (Topic.grantPublish) usable by any account's rules.
+        publisher = iam.Role(
+            self,
+            "PublishRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description=f"dogbreed {config.stage}: publish model approval notices to the alarm topic",
+        )
+        iam.ManagedPolicy(
+            self,
+            "PublishPolicy",
+            roles=[publisher],
+            statements=[
+                iam.PolicyStatement(
+                    sid="PublishNotices", actions=["sns:Publish"], resources=[topic.topic_arn]
+                ),
+                # The topic is encrypted with the project key (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+                iam.PolicyStatement(
+                    sid="EncryptForTopic",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"sns.{Aws.REGION}.amazonaws.com"}},
+                ),
+            ],
+        )
+        detail = events.EventField
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            # Fixed, so the project key's policy can let EventBridge encrypt for this rule alone.
+            rule_name=config.model_approval_rule_name,
+            description=f"dogbreed {config.stage}: approvals and rejections of "
+            f"{config.model_package_group_name} versions",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[PACKAGE_STATE_CHANGE],
+                detail={
+                    "ModelPackageGroupName": [config.model_package_group_name],
+                    "ModelApprovalStatus": ["Approved", "Rejected"],
+                },
+            ),
+            targets=[
+                targets.SnsTopic(
+                    topic,
+                    role=publisher.without_policy_updates(),
+                    dead_letter_queue=undelivered,
+                    message=events.RuleTargetInput.from_text(
+                        f"{config.model_package_group_name} version "
+                        f"{detail.from_path('$.detail.ModelPackageVersion')} is now "
+                        f"{detail.from_path('$.detail.ModelApprovalStatus')}: "
+                        f"{detail.from_path('$.detail.ModelPackageArn')}"
+                    ),
+                )
+            ],
+        )
+        self.alarms = [
+            alarm(
+                self,
+                "UndeliveredNotices",
+                description=f"{config.endpoint_name}: model approval notices could not be published to the "
+                "alarm topic (see the dead-letter queue)",
+                metric=undelivered.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic="Max"
+                ),
+                threshold=1,
+                periods=1,
+            )
+        ]
