@@ -6,7 +6,8 @@ packs the artifact exactly as SageMaker would receive it, unpacks it into a loca
 DLC's real serving stack (the SageMaker PyTorch
 toolkit starting TorchServe with the dev stage's Model environment), and sends one test image per
 class through ``lambda/handler.py``: handler -> botocore -> the runtime API front -> TorchServe ->
-the toolkit -> ``code/inference.py``. It prints the top 5 and each stage's time.
+the toolkit -> ``code/inference.py``. It prints the top 5 and each stage's time, and writes the
+``CreateModelPackage`` request ``training.register`` would send for the model (a dry run).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ENDPOINT_NAME = "dogbreed-demo"
+DEMO_REGION = "us-east-1"
 # About 3 minutes of training on 2 cores. Shape-only class pairs (circle vs square) need enough samples
 # and crops that keep the whole object: at 12 epochs or --min-crop-scale 0.35 the model learns colour
 # and texture only (~70% test top-1). More distinct images per class and fewer epochs generalize better
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         run("-m", "training.artifact", "--model-dir", str(model_dir), "--output", str(tarball),
             "--serve-check", "none")  # fmt: skip
         print(f"    {tarball} ({tarball.stat().st_size / 1e6:.1f} MB)")
+    with stage("register (dry run): the model package version this model would become", timings):
+        registration = dry_run_registration(work)
 
     from inference.local_endpoint import LocalEndpoint
     from inference.local_invoke import function_url_event, load_prediction_handler
@@ -121,10 +125,33 @@ def main(argv: list[str] | None = None) -> int:
         f"\nthe model: {TRAIN_ARGS[1]} from scratch, test top-1 {metrics['test_acc1']:.1%} on "
         f"{metrics['test_samples']} images (chance {1 / len(images):.1%}); curves in {work / 'output'}"
     )
+    request = registration.request
+    print(
+        f"\nregistered (dry run) into {request['ModelPackageGroupName']} as "
+        f"{request['ModelApprovalStatus']}: "
+        f"{request['ModelPackageDescription']}; the request is in {work / 'create_model_package.json'}.\n"
+        "This demo serves its artifact directly, the experiment path (-c model_data_url); a deployed stage "
+        "serves an approved package named in cdk.json (README, Deploying)."
+    )
     print("\nstage timings:")
     for name, seconds in timings.items():
         print(f"  {seconds:7.2f} s  {name}")
     return 0 if all(r["statusCode"] == 200 for r in responses) else 1
+
+
+def dry_run_registration(work: Path):
+    """The CreateModelPackage request training.register would send for the demo's model, offline."""
+    from training.register import load_metrics, prepare, stage_config
+
+    # Where training.launch's job would have written it: the request is built exactly as for that artifact.
+    url = (
+        f"s3://dogbreed-dev-123456789012-{DEMO_REGION}/training-output/dogbreed-dev-demo/output/model.tar.gz"
+    )
+    metrics = load_metrics(str(work / "output" / "metrics.json"))
+    registration = prepare(stage_config("dev", url), model_data_url=url, metrics=metrics, region=DEMO_REGION)
+    (work / "create_model_package.json").write_text(json.dumps(registration.request, indent=2) + "\n")
+    print(f"    {json.dumps(registration.request['CustomerMetadataProperties'])}")
+    return registration
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ DLC_ACCOUNTS_FILE = Path(__file__).resolve().parent / "constructs" / "dlc_accoun
 DLC_ACCOUNTS: dict[str, str] = json.loads(DLC_ACCOUNTS_FILE.read_text())["accounts"]
 
 
+# The DLC repositories the stage uses: the Model's (and every registered package's) and the training jobs'.
+INFERENCE_REPOSITORY = "pytorch-inference"
+TRAINING_REPOSITORY = "pytorch-training"
+
+
 class UnknownRegion(ValueError):
     """No Deep Learning Container account is known for the region."""
 

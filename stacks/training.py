@@ -14,6 +14,7 @@ from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
 from stacks.constructs.log_group import retention
 from stacks.constructs.model_package import ModelPackageGroup, versions_nag_arn
 from stacks.constructs.training_host import GpuTrainingHost
+from stacks.dlc_images import TRAINING_REPOSITORY
 from stacks.storage import (
     CHECKPOINT_PREFIX,
     CODE_PREFIX,
@@ -49,7 +50,7 @@ class SageMakerTrainingRole(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        image = DlcImage(self, "TrainingImage", repository="pytorch-training", tag=config.training_image_tag)
+        image = DlcImage(self, "TrainingImage", repository=TRAINING_REPOSITORY, tag=config.training_image_tag)
         self.image_uri = image.image_uri
         role = iam.Role(
             self,

@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from inference.model_config import RESPONSE_CONTENT_TYPE, SUPPORTED_CONTENT_TYPES
 from stacks.config import MODEL_URL, ConfigError, StageConfig
-from stacks.dlc_images import UnknownRegion, image_uri
+from stacks.dlc_images import INFERENCE_REPOSITORY, UnknownRegion, image_uri
 from stacks.model_environment import model_environment, stage_config_from_cdk_json
 
 # The model quality report, in the artifact's S3 "directory": .../<job>/output/model-metrics.json.
@@ -48,7 +48,6 @@ REPORT_CONTENT_TYPE = "application/json"
 # Our own section of the report; bump the version when its shape changes.
 REPORT_SECTION = "dogbreed"
 REPORT_FORMAT_VERSION = 1
-INFERENCE_REPOSITORY = "pytorch-inference"
 FRAMEWORK = "PYTORCH"
 APPROVAL_STATUS = "PendingManualApproval"
 # CustomerMetadataProperties limits (CreateModelPackage): at most 50 entries, keys 1-128 characters,

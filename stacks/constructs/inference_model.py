@@ -14,6 +14,7 @@ from stacks.config import StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
 from stacks.constructs.log_group import stage_log_group
 from stacks.constructs.model_package import ModelPackageCheck, versions_arn, versions_nag_arn
+from stacks.dlc_images import INFERENCE_REPOSITORY
 from stacks.model_environment import model_environment
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
@@ -42,7 +43,7 @@ class InferenceModel(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         image = DlcImage(
-            self, "InferenceImage", repository="pytorch-inference", tag=config.inference_image_tag
+            self, "InferenceImage", repository=INFERENCE_REPOSITORY, tag=config.inference_image_tag
         )
         self.image_uri = image.image_uri
         # The group the endpoint's containers write to, under the name SageMaker uses.
