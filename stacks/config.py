@@ -162,8 +162,7 @@ class StageConfig:
 
     @property
     def model_package_group_name(self) -> str:
-        """The stage's model registry group: every model trained for the stage registers a version here."""
-        return f"{PROJECT}-{self.stage}"
+        return model_package_group_name(self.stage)
 
     @property
     def model_approval_rule_name(self) -> str:
@@ -227,6 +226,16 @@ class StageConfig:
             for n in range(1, attempts)
         )
         return math.ceil(attempts * per_attempt + backoff + LAMBDA_TIMEOUT_MARGIN_SECONDS)
+
+
+def model_package_group_name(stage: str) -> str:
+    """The stage's model registry group: every model trained for the stage registers a version here."""
+    return f"{PROJECT}-{stage}"
+
+
+def committed_stage_values(context: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """A stage's cdk.json values (defaults, then the stage's overrides), unchecked and without -c keys."""
+    return {**context.get(DEFAULTS_CONTEXT_KEY, {}), **context.get(STAGES_CONTEXT_KEY, {}).get(stage, {})}
 
 
 # --- validation ------------------------------------------------------------------------------------------
@@ -349,10 +358,14 @@ def _check_model_source(c: StageConfig, where: Callable[[str], str]) -> None:
             "artifact)"
         )
     if not c.model_package_arn and not c.model_data_url:
+        experiment = (
+            ""
+            if c.production
+            else ", or pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz for an experiment"
+        )
         raise ConfigError(
             f"{package}: missing; name the model: make promote STAGE={c.stage} PACKAGE=ARN writes an "
-            "approved package into cdk.json, or pass -c model_data_url=s3://BUCKET/KEY/model.tar.gz for an "
-            "experiment"
+            f"approved package into cdk.json{experiment}"
         )
     if c.production and not c.model_package_arn:
         raise ConfigError(
@@ -484,6 +497,19 @@ def load_stage_config(context: Callable[[str], Any]) -> StageConfig:
             raise ConfigError(f"{source}.{unknown[0]}: unknown key; allowed keys are listed in README.md")
         values.update(mapping)
     from_command_line = {key for key in COMMAND_LINE_KEYS if context(key) is not None}
+    committed_package = values.get("model_package_arn")
+    if "model_package_arn" in from_command_line and committed_package not in (
+        "",
+        None,
+        context("model_package_arn"),
+    ):
+        # Promotion is the reviewed cdk.json change: the command line may stand in for a package only
+        # where none is committed (an offline synth, a stage's first deploy).
+        raise ConfigError(
+            f"-c model_package_arn: not allowed while {STAGES_CONTEXT_KEY}.{stage}.model_package_arn names "
+            f"the stage's package ({committed_package}); promote another with make promote STAGE={stage} "
+            "PACKAGE=ARN"
+        )
     values.update({key: context(key) for key in from_command_line})
 
     checked: dict[str, Any] = {}

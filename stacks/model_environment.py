@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stacks.config import DEFAULTS_CONTEXT_KEY, PROJECT, STAGES_CONTEXT_KEY, StageConfig, load_stage_config
+from stacks.config import StageConfig, committed_stage_values, load_stage_config, model_package_group_name
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
 # The local container serves a local directory; the URL only has to pass validation. Alarms do not reach
@@ -79,7 +79,7 @@ def example_model_context(
     package, a placeholder version of the stage's group where production requires a package, else
     ``model_data_url``. `make synth` and the tests synthesize with these."""
     context = json.loads(Path(cdk_json).read_text())["context"]
-    values = {**context.get(DEFAULTS_CONTEXT_KEY, {}), **context.get(STAGES_CONTEXT_KEY, {}).get(stage, {})}
+    values = committed_stage_values(context, stage)
     if values.get("model_package_arn"):
         return {}
     if values.get("production"):
@@ -89,7 +89,7 @@ def example_model_context(
 
 def placeholder_package_arn(stage: str) -> str:
     """A well-formed version 1 of the stage's group, for synths and tools that never resolve it."""
-    return f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{PROJECT}-{stage}/1"
+    return f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{model_package_group_name(stage)}/1"
 
 
 if __name__ == "__main__":

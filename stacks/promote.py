@@ -35,10 +35,12 @@ from stacks.config import (
     STAGES_CONTEXT_KEY,
     ConfigError,
     StageConfig,
+    committed_stage_values,
     load_stage_config,
 )
 from stacks.model_environment import CDK_JSON, LOCAL_ALARM_EMAIL
 from stacks.preflight import CANNOT_CHECK, CLIENT_CONFIG, OK, Result, guarded, session_region
+from training.register import approve_command
 
 TOOL = "promote"
 CHECK = "model package"
@@ -92,10 +94,7 @@ def check_package(config: StageConfig, sagemaker: Any) -> Result:
         return Result(OK, CHECK, facts)
     if approval != "PendingManualApproval":
         return Result(REFUSED, CHECK, f"{facts}: no stage serves a package that is not Approved")
-    approve = (
-        f"aws sagemaker update-model-package --model-package-arn {arn} --model-approval-status Approved "
-        f"--region {config.model_package_region}"
-    )
+    approve = approve_command(arn, config.model_package_region)
     if config.production:
         return Result(
             REFUSED,
@@ -157,7 +156,7 @@ def write_package(path: Path, text: str, data: dict[str, Any], config: StageConf
 
 def next_steps(config: StageConfig, context: Mapping[str, Any]) -> list[str]:
     stack = f"{config.stack_prefix}-serving"
-    committed = {**context[DEFAULTS_CONTEXT_KEY], **context[STAGES_CONTEXT_KEY][config.stage]}
+    committed = committed_stage_values(context, config.stage)
     alarms = (
         "" if committed.get("alarm_email") or committed.get("alarm_topic_arn") else " -c alarm_email=ADDRESS"
     )

@@ -245,8 +245,9 @@ class ServingStack(Stack):
         if not config.is_serverless and config.autoscaling_enabled:
             EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
         EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)
-        approvals = ModelApprovalNotices(self, "ModelApprovals", config=config, topic=alarms.topic, key=key)
-        notify_on_change(approvals.alarms, alarm_destinations(self, config, alarms.topic))
+        destinations = alarm_destinations(self, config, alarms.topic)
+        approvals = ModelApprovalNotices(self, "ModelApprovals", config=config, topics=destinations, key=key)
+        notify_on_change(approvals.alarms, destinations)
 
         CfnOutput(self, "EndpointName", value=endpoint.endpoint_name, description="SageMaker endpoint name")
         CfnOutput(

@@ -111,6 +111,8 @@ class Target:
     kms_key_arn: str | None = None
     # The DLC the stack's role is set up for (its training_image_tag); None: the SDK's FRAMEWORK_VERSION.
     image_uri: str | None = None
+    # The model package group the stack declares; None: a stack from before the model registry (or flags).
+    model_package_group_name: str | None = None
 
 
 def stack_target(stage: str, region: str, cloudformation: Any = None) -> Target:
@@ -135,6 +137,7 @@ def stack_target(stage: str, region: str, cloudformation: Any = None) -> Target:
         weights_prefix=outputs.get("WeightsPrefix", "weights/"),
         kms_key_arn=outputs.get("KmsKeyArn") or None,
         image_uri=outputs.get("TrainingImageUri") or None,
+        model_package_group_name=outputs.get("ModelPackageGroupName") or None,
     )
 
 
@@ -240,7 +243,9 @@ def build_parser_launch() -> argparse.ArgumentParser:
         action="store_true",
         help="implies --wait; needs --stage: once the artifact check passed, register model.tar.gz (metrics "
         "from the job's output.tar.gz) as a new PendingManualApproval version of the stage's model package "
-        "group (python -m training.register); with --dry-run, print that command",
+        "group (python -m training.register); checked before the job starts: the training stack's "
+        "ModelPackageGroupName output is that group, the bucket is the stage's; with --dry-run, print that "
+        "command",
     )
     job.add_argument(
         "--dry-run", action="store_true", help="print the CreateTrainingJob request; call no AWS API"
@@ -457,9 +462,47 @@ def register_command(job: JobPlan) -> str:
     )  # fmt: skip
 
 
+def check_model_registry(target: Target, stage: str, group: str) -> None:
+    """The training stack must declare the group the stage's config registers into: a stack deployed
+    before the model registry has none (``--register`` would fail on a missing group), and one deployed
+    from another checkout may name another."""
+    stack = STACK_NAME.format(stage=stage)
+    deploy = f"npx cdk deploy -c stage={stage} {stack}"
+    if target.model_package_group_name is None:
+        raise LaunchError(
+            f"stack {stack} predates the model registry (it has no ModelPackageGroupName output): deploy "
+            f"it ({deploy}) before --register"
+        )
+    if target.model_package_group_name != group:
+        raise LaunchError(
+            f"stack {stack} declares model package group {target.model_package_group_name}, but stage "
+            f"{stage}'s config (cdk.json) registers into {group}: deploy the stack from this checkout "
+            f"({deploy}) before --register"
+        )
+
+
+def check_registration(job: JobPlan) -> None:
+    """What ``--register`` needs, checked offline before the job starts (and again before registering):
+    the stack's model package group and an artifact in the stage's bucket."""
+    model_data_url, _ = job_artifacts(job)
+    try:
+        config = registry.stage_config(job.args.stage, model_data_url)
+        registry.check_stage_bucket(model_data_url, config, job.region)
+    except registry.ERRORS as exc:
+        raise LaunchError(registry.error_line(exc)) from None
+    check_model_registry(job.target, job.args.stage, config.model_package_group_name)
+
+
 def register_model(job: JobPlan) -> str:
     """Register the finished job's artifact in the stage's model package group; returns the version's ARN."""
     model_data_url, metrics_url = job_artifacts(job)
+    try:
+        check_registration(job)
+    except LaunchError as exc:
+        raise LaunchError(
+            f"the job finished and {model_data_url} serves, but it was not registered: {exc}; then "
+            f"register it with: {register_command(job)}"
+        ) from None
     group = None
     try:
         config = registry.stage_config(job.args.stage, model_data_url)
@@ -491,6 +534,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
     args.wait = args.wait or args.register
     try:
         job = plan(args)
+        if args.register:  # before a job of hours, not after it
+            try:
+                check_registration(job)
+            except LaunchError as exc:
+                raise LaunchError(f"--register: the job was not started: {exc}") from None
         if args.dry_run:
             request = build_request(job)
             printed = {"source_bundle": job.source_uri, "CreateTrainingJob": request}

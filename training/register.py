@@ -6,10 +6,12 @@
 One ``CreateModelPackage`` request (boto3, not the SageMaker SDK) into group ``dogbreed-<stage>``
 (declared by the stage's training stack): the stage's inference container, environment and instance
 type, the endpoint's content types, the metadata that tells versions apart, and a model quality report
-(``model-metrics.json``, uploaded next to the artifact) that SageMaker Studio shows. The version starts
-as ``PendingManualApproval``; approving it and ``make promote`` put it into cdk.json.
+(``model-metrics-<digest>.json``, named by its content and uploaded next to the artifact) that SageMaker
+Studio shows. The version starts as ``PendingManualApproval``; approving it and ``make promote`` put it
+into cdk.json.
 
-A metrics file of a run that did not finish or never tested its model is refused. ``--dry-run`` prints
+A metrics file of a run that did not finish or never tested its model is refused, and so is an artifact
+outside the stage's bucket (the stage's model role could not read it). ``--dry-run`` prints
 the request and the report and calls no AWS API (with a local ``--metrics`` it needs no credentials).
 
 Standard library, boto3 and the repo's plain modules only: no torch, no CDK, no SageMaker SDK.
@@ -42,8 +44,11 @@ from stacks.config import MODEL_URL, ConfigError, StageConfig
 from stacks.dlc_images import INFERENCE_REPOSITORY, UnknownRegion, image_uri
 from stacks.model_environment import model_environment, stage_config_from_cdk_json
 
-# The model quality report, in the artifact's S3 "directory": .../<job>/output/model-metrics.json.
-REPORT_NAME = "model-metrics.json"
+# The model quality report, in the artifact's S3 "directory" and named by its content:
+# .../<job>/output/model-metrics-<the first 12 hex digits of its SHA-256>.json. A registration with other
+# numbers writes another object, so no existing version's ContentDigest ever names overwritten bytes.
+REPORT_NAME = "model-metrics-{digest}.json"
+REPORT_DIGEST_CHARS = 12
 REPORT_CONTENT_TYPE = "application/json"
 # Our own section of the report; bump the version when its shape changes.
 REPORT_SECTION = "dogbreed"
@@ -62,6 +67,8 @@ _JOB_ARTIFACT = re.compile(r"/(?P<job>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})/output/m
 METRICS_FILENAME = "metrics.json"
 # What a registered model must have been measured on: a model that was never tested is not registered.
 REQUIRED_TEST_KEYS = ("test_acc1", "test_acc5", "test_samples")
+# Where deployable artifacts go in the stage's bucket: stacks/storage.py's MODELS_PREFIX (no CDK import here).
+MODELS_PREFIX = "models/"
 
 
 class RegisterError(ValueError):
@@ -79,11 +86,32 @@ def split_model_data_url(url: str) -> tuple[str, str]:
     return match["bucket"], match["key"]
 
 
-def report_uri(model_data_url: str) -> str:
-    """Where the report goes: next to the artifact, so each version's report lives with its model."""
+def check_stage_bucket(model_data_url: str, config: StageConfig, region: str) -> None:
+    """Refuse, offline, an artifact outside the stage's bucket ``dogbreed-<stage>-<account>-<region>``
+    (stacks/storage.py ArtifactBucket): the stage's model role reads only that bucket and the stage's key,
+    so an endpoint could not load the version. The deploy-time check compares the exact name; here the
+    account is not known, so it is any 12 digits."""
+    bucket, _ = split_model_data_url(model_data_url)
+    stage_bucket = f"{config.stack_prefix}-<account>-{region}"
+    if not re.fullmatch(rf"{re.escape(config.stack_prefix)}-[0-9]{{12}}-{re.escape(region)}", bucket):
+        raise RegisterError(
+            f"{model_data_url} is not in the {config.stage} stage's bucket {stage_bucket}: the model role of "
+            f"the stage reads only its stage's bucket and key; copy it to "
+            f"s3://{stage_bucket}/{MODELS_PREFIX}... first"
+        )
+
+
+def report_name(body: bytes) -> str:
+    """``model-metrics-<first 12 hex of sha256(body)>.json``: the report's name follows from its bytes."""
+    return REPORT_NAME.format(digest=hashlib.sha256(body).hexdigest()[:REPORT_DIGEST_CHARS])
+
+
+def report_uri(model_data_url: str, body: bytes) -> str:
+    """Where the report goes: next to the artifact, so each version's report lives with its model, under
+    a name of its content, so a report once registered is never overwritten by another's bytes."""
     bucket, key = split_model_data_url(model_data_url)
     directory = key.rpartition("/")[0]
-    return f"s3://{bucket}/{directory + '/' if directory else ''}{REPORT_NAME}"
+    return f"s3://{bucket}/{directory + '/' if directory else ''}{report_name(body)}"
 
 
 def training_job_from_url(model_data_url: str) -> str | None:
@@ -220,10 +248,13 @@ def report_body(report: Mapping[str, Any]) -> bytes:
     return (json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def client_token(group: str, model_data_url: str) -> str:
-    """CreateModelPackage's idempotency token (1-36 of [a-zA-Z0-9-]): a UUID of group and artifact, so a
-    retried call for the same artifact returns the version it made instead of creating a second one."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{group}|{model_data_url}"))
+def client_token(group: str, model_data_url: str, body: bytes) -> str:
+    """CreateModelPackage's idempotency token (1-36 of [a-zA-Z0-9-]): a UUID of group and artifact whose
+    last 12 hex digits are the report's (those of its name). A retry with the same artifact and report is
+    the same request, so SageMaker answers with the version it made instead of creating a second one;
+    other numbers for the same artifact are another request, with a report of their own."""
+    artifact = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{group}|{model_data_url}"))
+    return artifact[:-REPORT_DIGEST_CHARS] + hashlib.sha256(body).hexdigest()[:REPORT_DIGEST_CHARS]
 
 
 def framework_version(image_tag: str) -> str:
@@ -291,11 +322,12 @@ def prepare(
     git_commit: str | None = None,
 ) -> Registration:
     """The request and its report, offline: nothing here calls AWS."""
-    split_model_data_url(model_data_url)
+    check_stage_bucket(model_data_url, config, region)
     check_metrics(metrics)
     job = resolve_training_job(training_job, model_data_url)
     commit = resolve_git_commit(git_commit, metrics)
     report = metrics_report(metrics, model_data_url=model_data_url, training_job=job, git_commit=commit)
+    body = report_body(report)
     group = config.model_package_group_name
     request = {
         "ModelPackageGroupName": group,
@@ -321,15 +353,15 @@ def prepare(
             "ModelQuality": {
                 "Statistics": {
                     "ContentType": REPORT_CONTENT_TYPE,
-                    "S3Uri": report_uri(model_data_url),
+                    "S3Uri": report_uri(model_data_url, body),
                     # The report's hash: the version names exactly the bytes uploaded for it.
-                    "ContentDigest": f"sha256:{hashlib.sha256(report_body(report)).hexdigest()}",
+                    "ContentDigest": f"sha256:{hashlib.sha256(body).hexdigest()}",
                 }
             }
         },
         "CustomerMetadataProperties": customer_metadata(metrics, training_job=job, git_commit=commit),
         "ModelApprovalStatus": APPROVAL_STATUS,
-        "ClientToken": client_token(group, model_data_url),
+        "ClientToken": client_token(group, model_data_url, body),
     }
     return Registration(request=request, report=report)
 
@@ -378,11 +410,7 @@ def register(
     sagemaker_client: Any,
     s3_client: Any,
 ) -> str:
-    """Upload the report, then create the package version; returns its versioned ARN.
-
-    The report goes first, so the version never points at a missing file; it has no SSE arguments, so
-    the bucket's default encryption (the stage's KMS key) applies.
-    """
+    """Upload the report, then create the package version; returns its versioned ARN."""
     registration = prepare(
         config,
         model_data_url=model_data_url,
@@ -391,6 +419,16 @@ def register(
         training_job=training_job,
         git_commit=git_commit,
     )
+    return create(registration, sagemaker_client=sagemaker_client, s3_client=s3_client)
+
+
+def create(registration: Registration, *, sagemaker_client: Any, s3_client: Any) -> str:
+    """Upload a prepared registration's report, then create its version; returns the versioned ARN.
+
+    The report goes first, so the version never points at a missing file; its key is named by its
+    content, so the upload never replaces the report of another version. No SSE arguments: the bucket's
+    default encryption (the stage's KMS key) applies.
+    """
     bucket, _, key = registration.report_uri[len("s3://") :].partition("/")
     s3_client.put_object(
         Bucket=bucket, Key=key, Body=registration.report_body, ContentType=REPORT_CONTENT_TYPE
@@ -398,13 +436,17 @@ def register(
     return sagemaker_client.create_model_package(**registration.request)["ModelPackageArn"]
 
 
+def approve_command(arn: str, region: str) -> str:
+    """The AWS CLI command that approves model package version ``arn`` (in ``region``), as every hint
+    spells it: ``aws sagemaker update-model-package --model-package-arn ARN --model-approval-status
+    Approved --region REGION``."""
+    return shlex.join(["aws", "sagemaker", "update-model-package", "--model-package-arn", arn,
+                       "--model-approval-status", "Approved", "--region", region])  # fmt: skip
+
+
 def next_steps(arn: str, config: StageConfig, region: str) -> str:
     """What to run after registering: approve the version, then write it into cdk.json."""
-    return (
-        f"next: aws sagemaker update-model-package --region {region} --model-package-arn {arn} "
-        f"--model-approval-status Approved\n"
-        f"then: make promote STAGE={config.stage} PACKAGE={arn}"
-    )
+    return f"next: {approve_command(arn, region)}\nthen: make promote STAGE={config.stage} PACKAGE={arn}"
 
 
 def command_line(
@@ -472,22 +514,23 @@ def main(
         split_model_data_url(args.model_data_url)
         config = stage_config(args.stage, args.model_data_url)
         group = config.model_package_group_name
+        check_stage_bucket(args.model_data_url, config, region)  # before any AWS call
         if s3_client is None and (args.metrics.startswith("s3://") or not args.dry_run):
             s3_client = aws_client("s3", region)
         metrics = load_metrics(args.metrics, s3_client)
         settings = {"model_data_url": args.model_data_url, "metrics": metrics, "region": region,
                     "training_job": args.training_job, "git_commit": args.git_commit}  # fmt: skip
+        registration = prepare(config, **settings)
         if args.dry_run:
-            registration = prepare(config, **settings)
             print(json.dumps({"report_uri": registration.report_uri, "report": registration.report,
                               "CreateModelPackage": registration.request}, indent=2))  # fmt: skip
             return registration.request
         if sagemaker_client is None:
             sagemaker_client = aws_client("sagemaker", region)
-        arn = register(config, **settings, sagemaker_client=sagemaker_client, s3_client=s3_client)
+        arn = create(registration, sagemaker_client=sagemaker_client, s3_client=s3_client)
     except ERRORS as exc:
         raise SystemExit(f"training.register: {error_line(exc, group)}") from None
-    print(f"registered {arn} ({APPROVAL_STATUS}); report {report_uri(args.model_data_url)}")
+    print(f"registered {arn} ({APPROVAL_STATUS}); report {registration.report_uri}")
     print(next_steps(arn, config, region))
     return arn
 

@@ -13,7 +13,7 @@ from constructs import Construct
 from stacks.config import StageConfig
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
 from stacks.constructs.log_group import stage_log_group
-from stacks.constructs.model_package import ModelPackageCheck, versions_arn, versions_nag_arn
+from stacks.constructs.model_package import ModelPackageCheck, describe_versions_statement, versions_nag_arn
 from stacks.dlc_images import INFERENCE_REPOSITORY
 from stacks.model_environment import model_environment
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
@@ -57,11 +57,17 @@ class InferenceModel(Construct):
         package_check = None
         if config.model_from_package:
             # The package knows its artifact; the check reads it at deploy time, so the grant below names
-            # that one object, as it does for a model_data_url.
-            package_check = ModelPackageCheck(self, "PackageCheck", config=config, key=key)
+            # that one object, as it does for a model_data_url. It also holds the package to the stage's
+            # bucket, image and instance type, which the package pinned when it was registered.
+            package_check = ModelPackageCheck(
+                self,
+                "PackageCheck",
+                config=config,
+                key=key,
+                expected_bucket=artifacts.bucket_name,
+                expected_image=image.image_uri,
+            )
             artifact_arn = package_check.artifact_arn
-            # What the endpoint runs is the image the package names (the stage's DLC when it registered).
-            self.image_uri = package_check.resource.get_att_string("Image")
         else:
             artifact_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_bucket}/{config.model_key}"
 
@@ -123,13 +129,7 @@ class InferenceModel(Construct):
             *image.pull_statements(),
         ]
         if config.model_from_package:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="DescribeStagePackages",
-                    actions=["sagemaker:DescribeModelPackage"],
-                    resources=[versions_arn(config)],
-                )
-            )
+            statements.append(describe_versions_statement(config))
         if config.data_capture_enabled:
             statements += [
                 iam.PolicyStatement(

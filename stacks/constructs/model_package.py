@@ -53,6 +53,8 @@ CHECK_ASYNC_REASON = (
 # SageMaker sends this event whenever a version of a group changes, approval included
 # (https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-staging-construct-event-bridge.html).
 PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+# ModelApprovalStatus values (DescribeModelPackage).
+APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 
 
 def group_arn(config: StageConfig) -> str:
@@ -67,6 +69,14 @@ def versions_arn(config: StageConfig) -> str:
     return (
         f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package/"
         f"{config.model_package_group_name}/*"
+    )
+
+
+def describe_versions_statement(config: StageConfig) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="DescribeStagePackages",
+        actions=["sagemaker:DescribeModelPackage"],
+        resources=[versions_arn(config)],
     )
 
 
@@ -104,6 +114,9 @@ class ModelPackageGroup(Construct):
             sid="RegisterModelVersions",
             actions=["sagemaker:CreateModelPackage"],
             resources=[group_arn(config), versions_arn(config)],
+            # Only as a pending version: job code runs with this role, and must not approve its own model
+            # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
+            conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": PENDING}},
         )
 
 
@@ -118,7 +131,16 @@ class ModelPackageCheck(Construct):
     describes it, so a missing or failed package fails the deploy before any Model is created).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        key: kms.IKey,
+        expected_bucket: str,
+        expected_image: str,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = stage_log_group(self, "LogGroup", config=config, key=key)
         role = iam.Role(
@@ -132,11 +154,7 @@ class ModelPackageCheck(Construct):
             "Policy",
             roles=[role],
             statements=[
-                iam.PolicyStatement(
-                    sid="DescribeStagePackages",
-                    actions=["sagemaker:DescribeModelPackage"],
-                    resources=[versions_arn(config)],
-                ),
+                describe_versions_statement(config),
                 iam.PolicyStatement(
                     sid="WriteOwnLogs",
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -162,13 +180,13 @@ class ModelPackageCheck(Construct):
             role=role.without_policy_updates(),
             memory_size=256,
             timeout=Duration.minutes(1),
-            reserved_concurrent_executions=1,
             # A retried invocation would answer CloudFormation a second time; the handler answers every
             # outcome itself.
             retry_attempts=0,
             log_group=self.log_group,
         )
-        # The policy before the function's first invocation; the role is a GetAtt already (cfn-lint W3005).
+        # The policy before the function's first invocation. node.add_dependency would add the role as
+        # well, which the Role GetAtt already orders (cfn-lint W3005), so the list is set whole.
         self.function.node.default_child.add_override(
             "DependsOn", [Stack.of(self).get_logical_id(policy.node.default_child)]
         )
@@ -178,6 +196,11 @@ class ModelPackageCheck(Construct):
             Acknowledgment(id="Serverless-LambdaDLQ", reason=CHECK_ASYNC_REASON),
             Acknowledgment(id="NIST.800.53.R5-LambdaDLQ", reason=CHECK_ASYNC_REASON),
             Acknowledgment(id="Serverless-LambdaAsyncFailureDestination", reason=CHECK_ASYNC_REASON),
+            Acknowledgment(
+                id="NIST.800.53.R5-LambdaConcurrency",
+                reason="CloudFormation invokes the check once per deploy of a new package; a reservation "
+                "would take from the account's pool, which preflight budgets for the prediction function.",
+            ),
             Acknowledgment(
                 id="Serverless-LambdaTracing",
                 reason="One DescribeModelPackage call per deploy, logged by the function; X-Ray would need "
@@ -201,6 +224,11 @@ class ModelPackageCheck(Construct):
             properties={
                 "ModelPackageArn": config.model_package_arn,
                 "RequireApproved": "true" if require_approved else "false",
+                # What the package must match (it pinned them when it was registered): the model role reads
+                # only this stage's bucket, and the endpoint runs the stage's image on its instance type.
+                "ExpectedBucket": expected_bucket,
+                "ExpectedImage": expected_image,
+                "InstanceType": "" if config.is_serverless else config.instance_type,
             },
         )
         self.artifact_arn = (
@@ -227,14 +255,23 @@ class ModelPackageCheck(Construct):
 
 
 class ModelApprovalNotices(Construct):
-    """Approvals and rejections of the stage's packages reach the stage's alarm topic.
+    """Approvals and rejections of the stage's packages reach the stage's alarm destinations: its own topic
+    and the team's ``alarm_topic_arn``, where one is configured (``alarm_destinations``). SageMaker may send
+    more than one event for a change, and an edit of an approved version's metadata sends "Approved" again:
+    a notice says what the version's status is now.
 
     A notice EventBridge could not publish (after its retries) is kept in a dead-letter queue, and an alarm
     on the queue tells the alarm destinations, like the alarm topic's own undelivered e-mails.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StageConfig, topic: sns.ITopic, key: kms.IKey
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        topics: list[sns.ITopic],
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         undelivered = sqs.Queue(
@@ -268,9 +305,11 @@ class ModelApprovalNotices(Construct):
             roles=[publisher],
             statements=[
                 iam.PolicyStatement(
-                    sid="PublishNotices", actions=["sns:Publish"], resources=[topic.topic_arn]
+                    sid="PublishNotices", actions=["sns:Publish"], resources=[t.topic_arn for t in topics]
                 ),
-                # The topic is encrypted with the project key (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+                # The stage's topic is encrypted with the project key
+                # (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html); a team topic's own key,
+                # if it has one, must let this account's roles use it.
                 iam.PolicyStatement(
                     sid="EncryptForTopic",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],
@@ -292,7 +331,7 @@ class ModelApprovalNotices(Construct):
                 detail_type=[PACKAGE_STATE_CHANGE],
                 detail={
                     "ModelPackageGroupName": [config.model_package_group_name],
-                    "ModelApprovalStatus": ["Approved", "Rejected"],
+                    "ModelApprovalStatus": [APPROVED, REJECTED],
                 },
             ),
             targets=[
@@ -307,6 +346,7 @@ class ModelApprovalNotices(Construct):
                         f"{detail.from_path('$.detail.ModelPackageArn')}"
                     ),
                 )
+                for topic in topics
             ],
         )
         self.alarms = [

@@ -425,3 +425,24 @@ def test_a_command_line_package_is_named_as_such_in_errors():
     with pytest.raises(ConfigError) as caught:
         load_stage_config(context.get)
     assert str(caught.value).startswith("-c model_package_arn: must be a version of this stage's model")
+
+
+def test_the_command_line_cannot_override_a_committed_package():
+    """Promotion is the reviewed cdk.json change: -c model_package_arn stands in only where none is
+    committed."""
+    context = stage_context("prod", None, model_package_arn=PROD_PACKAGE)
+    context["model_package_arn"] = PROD_PACKAGE.replace("/4", "/5")
+    with pytest.raises(ConfigError) as caught:
+        load_stage_config(context.get)
+    assert str(caught.value).startswith(
+        "-c model_package_arn: not allowed while dogbreed:stages.prod.model_package_arn names the stage's "
+        f"package ({PROD_PACKAGE}); promote another with make promote STAGE=prod"
+    )
+    context["model_package_arn"] = PROD_PACKAGE  # the same one: nothing overridden
+    assert load_stage_config(context.get).model_package_arn == PROD_PACKAGE
+
+
+def test_a_production_stage_without_a_package_is_not_offered_a_url():
+    message = error_of(stage="prod", model_data_url=None)
+    assert message.startswith("dogbreed:stages.prod.model_package_arn: missing; name the model: make promote")
+    assert "model_data_url" not in message

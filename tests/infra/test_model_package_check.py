@@ -3,9 +3,11 @@ CloudFormation drives it.
 
 Every request's ResponseURL is a real HTTP server on the loopback interface that records the PUT as S3
 would receive it, and the handler gets a real boto3 SageMaker client under botocore's Stubber: each call
-is checked against the service model, and a call nobody queued is an error. What must hold: a production
-stage deploys only an Approved, Completed package; the stack learns the package's artifact; a delete or a
-rollback is never blocked; and CloudFormation always gets exactly one well-formed answer.
+is checked against the service model, and a call nobody queued is an error. What must hold: no stage deploys
+a Rejected or incomplete package, and a production stage only an Approved one; a stage deploys only a
+package it can serve (its bucket, its image, its instance type); the stack learns the package's artifact,
+as one object its model role can be granted; a delete or a rollback is never blocked; and CloudFormation
+always gets exactly one well-formed answer, before the function's timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ OTHER_ARN = f"arn:aws:sagemaker:{REGION}:111122223333:model-package/dogbreed-pro
 BUCKET = "dogbreed-prod-111122223333-eu-west-1"
 KEY = "training-output/job-7/output/model.tar.gz"
 MODEL_URL = f"s3://{BUCKET}/{KEY}"
+IMAGE = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6.0-gpu-py312"
+INSTANCE_TYPE = "ml.g4dn.xlarge"
+# What the construct passes for a stage that serves this package (training/register.py registers it so).
+STAGE = {"ExpectedBucket": BUCKET, "ExpectedImage": IMAGE, "InstanceType": INSTANCE_TYPE}
 STACK_ID = f"arn:aws:cloudformation:{REGION}:111122223333:stack/dogbreed-prod-serving/0f8e7d6c"
 APPROVE = f"aws sagemaker update-model-package --model-package-arn {ARN} --model-approval-status Approved"
 # Stubbed clients still sign their requests, so they need some (never used) keys.
@@ -130,9 +136,11 @@ def request(
     *,
     arn: str = ARN,
     require_approved: Any = "true",
+    stage: dict[str, Any] | None = None,
     old: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A custom resource request as CloudFormation sends it (properties are strings)."""
+    """A custom resource request as CloudFormation sends it (properties are strings). ``stage``: the
+    optional properties (ExpectedBucket, ExpectedImage, InstanceType); none by default."""
     event = {
         "RequestType": request_type,
         "ResponseURL": cloudformation.url,
@@ -144,6 +152,7 @@ def request(
             "ServiceToken": "arn:aws:lambda:eu-west-1:111122223333:function:check",
             "ModelPackageArn": arn,
             "RequireApproved": require_approved,
+            **(stage or {}),
         },
     }
     if request_type != "Create":
@@ -156,8 +165,15 @@ def request(
     return event
 
 
-def package(approval: str | None = "Approved", status: str = "Completed", url: str = MODEL_URL) -> dict:
-    """DescribeModelPackage's answer for version 7 of the stage's group."""
+def package(
+    approval: str | None = "Approved",
+    status: str = "Completed",
+    url: str = MODEL_URL,
+    image: str = IMAGE,
+    instance_types: tuple[str, ...] | None = (INSTANCE_TYPE,),
+) -> dict:
+    """DescribeModelPackage's answer for version 7 of the stage's group. ``instance_types=None``: a
+    package registered without SupportedRealtimeInferenceInstanceTypes."""
     answer: dict[str, Any] = {
         "ModelPackageName": "dogbreed-prod",
         "ModelPackageGroupName": "dogbreed-prod",
@@ -167,14 +183,15 @@ def package(approval: str | None = "Approved", status: str = "Completed", url: s
         "ModelPackageStatus": status,
         "ModelPackageStatusDetails": {"ValidationStatuses": []},
         "InferenceSpecification": {
-            "Containers": [{"Image": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6.0",
-                            "ModelDataUrl": url}],
+            "Containers": [{"Image": image, "ModelDataUrl": url}],
             "SupportedContentTypes": ["application/x-image"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
     }  # fmt: skip
     if approval is not None:
         answer["ModelApprovalStatus"] = approval
+    if instance_types is not None:
+        answer["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] = list(instance_types)
     return answer
 
 
@@ -200,7 +217,7 @@ def test_an_approved_package_passes_a_production_stage_and_names_its_artifact(cl
     assert answer["Status"] == "SUCCESS"
     assert answer["PhysicalResourceId"] == ARN
     assert answer["Data"] == {
-        "Image": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6.0",
+        "Image": IMAGE,
         "ModelDataUrl": MODEL_URL,
         "ArtifactBucket": BUCKET,
         "ArtifactKey": KEY,
@@ -223,10 +240,24 @@ def test_a_pending_package_fails_a_production_stage_and_the_reason_says_how_to_f
     assert len(reason.encode()) < 1024
 
 
-def test_a_rejected_package_fails_a_production_stage(cloudformation, sagemaker):
-    answer = run(cloudformation, describes(sagemaker, package("Rejected")), request(cloudformation))
+REJECTED = f"Model package {ARN} is Rejected: it was rejected, and no stage deploys a rejected package"
+
+
+@pytest.mark.parametrize("require_approved", ["true", "false"])
+def test_a_rejected_package_fails_every_stage(cloudformation, sagemaker, require_approved):
+    event = request(cloudformation, require_approved=require_approved)
+    answer = run(cloudformation, describes(sagemaker, package("Rejected")), event)
     assert answer["Status"] == "FAILED"
-    assert f"{ARN} is Rejected: a production stage deploys only Approved packages" in answer["Reason"]
+    assert REJECTED in answer["Reason"] and "Promote another package." in answer["Reason"]
+    assert APPROVE not in answer["Reason"]  # approving a rejected package is not the way out
+
+
+def test_a_rejected_package_that_is_not_completed_fails_as_rejected(cloudformation, sagemaker):
+    # Waiting for it to complete would not help.
+    event = request(cloudformation, require_approved="false")
+    answer = run(cloudformation, describes(sagemaker, package("Rejected", status="InProgress")), event)
+    assert answer["Status"] == "FAILED"
+    assert REJECTED in answer["Reason"] and "Wait for it" not in answer["Reason"]
 
 
 def test_a_package_without_an_approval_status_fails_a_production_stage(cloudformation, sagemaker):
@@ -268,11 +299,32 @@ def test_a_model_data_url_that_is_not_one_s3_object_fails_clearly(cloudformation
     assert f"has ModelDataUrl {url!r}, not s3://bucket/key of one object" in answer["Reason"]
 
 
-def test_a_key_with_query_and_fragment_characters_is_kept_whole(cloudformation, sagemaker):
-    url = f"s3://{BUCKET}/models/v1?#/model.tar.gz"
+def test_a_key_with_a_fragment_character_is_kept_whole(cloudformation, sagemaker):
+    url = f"s3://{BUCKET}/models/v1#2/model.tar.gz"
     answer = run(cloudformation, describes(sagemaker, package(url=url)), request(cloudformation))
     assert answer["Data"]["ArtifactBucket"] == BUCKET
-    assert answer["Data"]["ArtifactKey"] == "models/v1?#/model.tar.gz"
+    assert answer["Data"]["ArtifactKey"] == "models/v1#2/model.tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("url", "held"),
+    [
+        (f"s3://{BUCKET}/models/*/model.tar.gz", "*"),  # the grant would cover every model
+        (f"s3://{BUCKET}/models/v?/model.tar.gz", "?"),  # a wildcard, and not what urlsplit keeps
+        (f"s3://{BUCKET}/models/${{aws:username}}/model.tar.gz", "${"),  # a policy variable
+        ("s3://dogbreed-*/model.tar.gz", "*"),  # the bucket is part of the grant too
+    ],
+)
+def test_an_artifact_that_iam_would_read_as_a_pattern_is_refused(cloudformation, sagemaker, url, held):
+    # The Data becomes the model role's grant arn:aws:s3:::bucket/key: it must name one object.
+    event = request(cloudformation, require_approved="false")
+    answer = run(cloudformation, describes(sagemaker, package(url=url)), event)
+    assert answer["Status"] == "FAILED"
+    assert answer["Data"] == {}
+    reason = answer["Reason"]
+    assert f"Model package {ARN} has ModelDataUrl {url!r}, which holds {held}" in reason
+    assert "IAM would read it as a wildcard or a policy variable" in reason
+    assert "Copy the artifact to a key without *, ? or ${ and register it again" in reason
 
 
 @pytest.mark.parametrize("value", ["True", "yes", "", None, True])
@@ -283,14 +335,115 @@ def test_require_approved_must_be_the_string_cloudformation_passes(cloudformatio
     assert f'ResourceProperties.RequireApproved must be "true" or "false" (got {value!r})' in answer["Reason"]
 
 
-# Update: the same package (a new one is a new resource); only what is newly asked for is checked
+# The stage can serve the package: its bucket, its image, its instance type (on Create and every Update)
+
+OTHER_BUCKET = "dogbreed-dev-111122223333-eu-west-1"
+OTHER_IMAGE = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.7.0-gpu-py312"
+MISMATCHES = {
+    "ExpectedBucket": (
+        {"url": f"s3://{OTHER_BUCKET}/{KEY}"},
+        f"Model package {ARN}'s artifact is in bucket {OTHER_BUCKET}, not this stage's bucket {BUCKET} (the "
+        "model role may read only its stage's bucket and key): copy the artifact into "
+        f"s3://{BUCKET}/models/... and register it again",
+    ),
+    "ExpectedImage": (
+        {"image": OTHER_IMAGE},
+        f"Model package {ARN} pins image {OTHER_IMAGE}, while this stage now names {IMAGE} "
+        "(inference_image_tag changed since the package was registered): register the artifact again for "
+        "the stage's current image",
+    ),
+    "InstanceType": (
+        {"instance_types": ("ml.g5.xlarge", "ml.g5.2xlarge")},
+        f"Model package {ARN} supports real-time inference on ml.g5.xlarge, ml.g5.2xlarge only, not on "
+        f"this stage's instance type {INSTANCE_TYPE}: register the artifact again for {INSTANCE_TYPE}",
+    ),
+}
+# A Create, and an Update that asks for nothing new (a rerun, a new ServiceToken): both compare.
+SAME_AS_BEFORE = {"ModelPackageArn": ARN, "RequireApproved": "true", **STAGE}
 
 
+def test_a_package_that_matches_the_stage_passes(cloudformation, sagemaker):
+    answer = run(cloudformation, describes(sagemaker, package()), request(cloudformation, stage=STAGE))
+    assert answer["Status"] == "SUCCESS"
+    assert answer["Data"]["ArtifactBucket"] == BUCKET and answer["Data"]["Image"] == IMAGE
+
+
+@pytest.mark.parametrize("request_type", ["Create", "Update"])
+@pytest.mark.parametrize("name", MISMATCHES)
+def test_a_package_the_stage_cannot_serve_fails_on_create_and_on_every_update(
+    cloudformation, sagemaker, name, request_type
+):
+    differs, reason = MISMATCHES[name]
+    old = SAME_AS_BEFORE if request_type == "Update" else None
+    event = request(cloudformation, request_type, stage=STAGE, old=old)
+    answer = run(cloudformation, describes(sagemaker, package(**differs)), event)
+    assert answer["Status"] == "FAILED"
+    assert reason in answer["Reason"]
+    assert answer["PhysicalResourceId"] == ARN
+
+
+@pytest.mark.parametrize("name", MISMATCHES)
+@pytest.mark.parametrize("absent", ["", None])
+def test_an_empty_or_absent_stage_property_is_not_checked(cloudformation, sagemaker, name, absent):
+    # E.g. a serverless stage has no instance type. The other two properties still match.
+    stage = {key: value for key, value in STAGE.items() if key != name}
+    if absent is not None:
+        stage[name] = absent
+    differs, _ = MISMATCHES[name]
+    event = request(cloudformation, stage=stage)
+    answer = run(cloudformation, describes(sagemaker, package(**differs)), event)
+    assert answer["Status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("instance_types", [None, ()])
+def test_a_package_that_lists_no_instance_types_fits_any(cloudformation, sagemaker, instance_types):
+    answer = run(
+        cloudformation,
+        describes(sagemaker, package(instance_types=instance_types)),
+        request(cloudformation, stage=STAGE),
+    )
+    assert answer["Status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("name", MISMATCHES)
+def test_a_stage_property_that_is_not_a_string_fails_before_any_call(cloudformation, sagemaker, name):
+    answer = run(cloudformation, sagemaker, request(cloudformation, stage={**STAGE, name: ["x"]}))
+    assert answer["Status"] == "FAILED"
+    assert f"ResourceProperties.{name} must be a string, or absent (got ['x'])" in answer["Reason"]
+
+
+def test_an_update_that_changes_the_stage_s_image_fails_and_its_rollback_passes(cloudformation, sagemaker):
+    # inference_image_tag moved on under a package registered for the old image. The rollback re-applies
+    # the old properties, which the package still matches.
+    new = {**STAGE, "ExpectedImage": OTHER_IMAGE}
+    event = request(cloudformation, "Update", stage=new, old=SAME_AS_BEFORE)
+    failed = run(cloudformation, describes(sagemaker, package()), event)
+    assert failed["Status"] == "FAILED"
+    assert f"pins image {IMAGE}, while this stage now names {OTHER_IMAGE}" in failed["Reason"]
+
+    cloudformation.puts.clear()
+    rollback = request(
+        cloudformation, "Update", stage=STAGE, old={"ModelPackageArn": ARN, "RequireApproved": "true", **new}
+    )
+    answer = run(cloudformation, describes(sagemaker, package()), rollback)
+    assert answer["Status"] == "SUCCESS"
+    assert answer["PhysicalResourceId"] == ARN
+
+
+# Update: the same package (a new one is a new resource); approval is checked only when newly asked for
+
+
+@pytest.mark.parametrize("require_approved", ["true", "false"])
 def test_an_update_that_asks_for_nothing_new_does_not_fail_on_a_since_rejected_package(
-    cloudformation, sagemaker
+    cloudformation, sagemaker, require_approved
 ):
     # E.g. the rollback of a failed stack update, or a new ServiceToken: the package served today stays.
-    event = request(cloudformation, "Update", old={"ModelPackageArn": ARN, "RequireApproved": "true"})
+    event = request(
+        cloudformation,
+        "Update",
+        require_approved=require_approved,
+        old={"ModelPackageArn": ARN, "RequireApproved": require_approved},
+    )
     answer = run(cloudformation, describes(sagemaker, package("Rejected")), event)
     assert answer["Status"] == "SUCCESS"
     assert answer["PhysicalResourceId"] == ARN
@@ -317,13 +470,20 @@ def test_the_rollback_of_that_update_is_not_blocked(cloudformation, sagemaker):
     assert answer["Status"] == "SUCCESS"
 
 
-def test_an_update_to_another_package_checks_it_and_keeps_the_physical_id(cloudformation, sagemaker):
+@pytest.mark.parametrize("require_approved", ["true", "false"])
+def test_an_update_to_another_package_checks_it_and_keeps_the_physical_id(
+    cloudformation, sagemaker, require_approved
+):
     event = request(
-        cloudformation, "Update", arn=OTHER_ARN, old={"ModelPackageArn": ARN, "RequireApproved": "true"}
+        cloudformation,
+        "Update",
+        arn=OTHER_ARN,
+        require_approved=require_approved,
+        old={"ModelPackageArn": ARN, "RequireApproved": require_approved},
     )
     answer = run(cloudformation, describes(sagemaker, package("Rejected"), arn=OTHER_ARN), event)
     assert answer["Status"] == "FAILED"
-    assert f"{OTHER_ARN} is Rejected" in answer["Reason"]
+    assert f"{OTHER_ARN} is Rejected: it was rejected" in answer["Reason"]
     assert answer["PhysicalResourceId"] == ARN
 
 
@@ -349,7 +509,8 @@ def test_an_update_to_another_approved_package_names_its_artifact_under_the_same
 def test_a_delete_answers_success_at_once_without_any_call(cloudformation, sagemaker):
     # Nothing is queued: a call would raise in the Stubber and turn the answer into FAILED. The
     # properties would fail a Create: a Delete must succeed whatever they say.
-    event = request(cloudformation, "Delete", require_approved="maybe")
+    stage = {"ExpectedBucket": OTHER_BUCKET, "ExpectedImage": ["not a string"], "InstanceType": "ml.nope"}
+    event = request(cloudformation, "Delete", require_approved="maybe", stage=stage)
     answer = run(cloudformation, sagemaker, event, LambdaContext(remaining_ms=0))
     assert answer["Status"] == "SUCCESS"
     assert answer["PhysicalResourceId"] == ARN
@@ -468,11 +629,49 @@ def test_the_client_retries_in_botocore_and_is_made_once_per_container(monkeypat
     try:
         client = check.sagemaker_client()
         assert check.sagemaker_client() is client
-        # botocore counts retries in max_attempts and stores the first call with them.
-        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
-        assert client.meta.config.connect_timeout == 3 and client.meta.config.read_timeout == 10
+        # Three calls in all, the first one included (max_attempts would count only the retries).
+        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+        assert client.meta.config.connect_timeout == 2 and client.meta.config.read_timeout == 6
     finally:
         check.sagemaker_client.cache_clear()
+
+
+def construct_timeout_seconds() -> int:
+    """The check function's ``timeout=Duration.<unit>(N)`` in the construct, read from its source (a synth
+    would start jsii for one number)."""
+    source = Path(check.__file__).parents[1] / "model_package.py"
+    units = {"seconds": 1, "minutes": 60}
+    found = [
+        keyword.value.args[0].value * units[keyword.value.func.attr]
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.ClassDef) and node.name == "ModelPackageCheck"
+        for call in ast.walk(node)
+        if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "Function"
+        for keyword in call.keywords
+        if keyword.arg == "timeout"
+        and isinstance(keyword.value, ast.Call)
+        and getattr(keyword.value.func, "attr", None) in units
+        and isinstance(keyword.value.args[0], ast.Constant)
+    ]
+    assert len(found) == 1, "ModelPackageCheck's Function(timeout=Duration.seconds|minutes(N)) not found"
+    return found[0]
+
+
+def test_three_attempts_and_their_backoff_fit_well_before_the_deadline():
+    # Worked out from the client's own settings, as botocore spends them: every attempt may wait out
+    # its connect and read timeouts, and the backoff before attempt n+1 is up to 2**(n-1) s of jitter
+    # plus up to 5 s when the answer carries x-amz-retry-after.
+    config = check.CLIENT_CONFIG
+    attempts = config.retries["total_max_attempts"]
+    calls = attempts * (config.connect_timeout + config.read_timeout)
+    backoff = sum(2 ** (n - 1) + 5 for n in range(1, attempts))
+    assert check.FUNCTION_TIMEOUT_SECONDS == construct_timeout_seconds() == 60
+    before_deadline = check.FUNCTION_TIMEOUT_SECONDS - check.DEADLINE_MARGIN_SECONDS
+    assert calls + backoff == check.DESCRIBE_BUDGET_SECONDS == 37  # the figure the comment states
+    assert before_deadline == 48
+    assert calls + backoff <= before_deadline - 10  # well inside: 10 s to spare at the least
+    # The deadline's FAILED answer gets the whole PUT timeout, and 2 s more, before Lambda kills it.
+    assert check.DEADLINE_MARGIN_SECONDS >= check.PUT_TIMEOUT_SECONDS + 2
 
 
 def test_the_module_imports_only_the_standard_library_and_boto3():

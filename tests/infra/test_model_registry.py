@@ -72,6 +72,10 @@ def test_the_training_role_may_register_into_its_stage_group_only(stages, stage)
     ]
     register = statements(policy)["RegisterModelVersions"]
     assert register["Action"] == "sagemaker:CreateModelPackage"
+    # Job code runs with this role: it may register a pending version, never approve its own model.
+    assert register["Condition"] == {
+        "StringEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+    }
     assert sorted(joined(r) for r in register["Resource"]) == [
         f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package-group/dogbreed-{stage}",
         f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package/dogbreed-{stage}/*",
@@ -113,15 +117,25 @@ def test_a_production_deploy_requires_an_approved_package(prod):
 
 def test_a_non_production_stage_may_deploy_a_pending_package(dev_package):
     _, check = only(dev_package.resources("serving", "Custom::ModelPackageCheck"))
-    assert check["Properties"] == {
-        "ServiceToken": check["Properties"]["ServiceToken"],
-        "ModelPackageArn": DEV_PACKAGE,
-        "RequireApproved": "false",
-        # A check whose function never starts fails the deploy in minutes, not CloudFormation's hour.
-        "ServiceTimeout": "300",
-    }
+    properties = check["Properties"]
+    assert (properties["ModelPackageArn"], properties["RequireApproved"]) == (DEV_PACKAGE, "false")
+    # A check whose function never starts fails the deploy in minutes, not CloudFormation's hour.
+    assert properties["ServiceTimeout"] == "300"
     _, model = only(dev_package.resources("serving", "AWS::SageMaker::Model"))
     assert model["Properties"]["PrimaryContainer"]["ModelPackageName"] == DEV_PACKAGE
+
+
+def test_the_package_must_match_the_stages_bucket_image_and_instance_type(prod):
+    """The package pinned them when it was registered; the check compares them with what the stage names
+    now, so a package from another stage's bucket, or one the stage's image or instance type outgrew,
+    fails the deploy with the reason instead of an endpoint that cannot start."""
+    _, check = only(prod.resources("serving", "Custom::ModelPackageCheck"))
+    properties = check["Properties"]
+    assert joined(properties["ExpectedBucket"]) == "dogbreed-prod-<AWS::AccountId>-<AWS::Region>"
+    image = properties["ExpectedImage"]["Fn::Join"][1]
+    assert image[0] == {"Fn::FindInMap": ["DlcAccounts", {"Ref": "AWS::Region"}, "account"]}
+    assert image[-1] == f"/pytorch-inference:{prod.config.inference_image_tag}"
+    assert properties["InstanceType"] == prod.config.instance_type
 
 
 def test_a_stage_serving_a_url_has_no_check(dev):
@@ -146,7 +160,9 @@ def test_the_check_function_may_only_describe_packages_and_write_its_logs(prod):
     role = resources[role_id]["Properties"]
     assert "ManagedPolicyArns" not in role and "Policies" not in role
     assert function["Properties"]["Handler"] == "index.handler"
-    assert function["Properties"]["ReservedConcurrentExecutions"] == 1
+    # It answers CloudFormation itself; a retried invocation would answer twice.
+    (invoke_config,) = prod.resources("serving", "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 0
 
 
 def test_a_package_of_another_account_or_region_stops_the_deploy_before_it_creates_anything(prod):
@@ -189,6 +205,20 @@ def test_approvals_and_rejections_reach_the_alarm_topic(stages, stage):
         if queue_id in json.dumps(a["Properties"].get("Dimensions", []))
     ]
     assert len(alarmed) == 1 and alarmed[0]["Properties"]["AlarmActions"]
+
+
+def test_a_team_topic_hears_the_notices_too(tmp_path):
+    team = "arn:aws:sns:us-east-1:123456789012:ops-alarms"
+    synth = synth_stage(tmp_path, "prod", alarm_email="", alarm_topic_arn=team)
+    _, rule = only(synth.resources("serving", "AWS::Events::Rule"))
+    arns = [json.dumps(t["Arn"]) for t in rule["Properties"]["Targets"]]
+    assert len(arns) == 2 and json.dumps(team) in arns
+    (policy,) = [
+        p
+        for p in synth.resources("serving", "AWS::IAM::ManagedPolicy").values()
+        if "PublishNotices" in statements(p)
+    ]
+    assert team in statements(policy)["PublishNotices"]["Resource"]
 
 
 def test_eventbridge_publishes_with_a_role_and_uses_the_key_only_for_this_rule(prod):

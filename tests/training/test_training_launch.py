@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from training_helpers import clean_env, run_command
 
 from training import launch, provenance, register
@@ -401,13 +401,73 @@ def test_the_job_records_the_launching_commit_in_its_metrics(offline, monkeypatc
     assert "Environment" not in _request(FLAGS)
 
 
-STACK_TARGET = launch.Target(role_arn=ROLE, bucket="dogbreed-dev-data", kms_key_arn=KEY)
+# The dev stage's training stack: its bucket dogbreed-<stage>-<account>-<region>, its model package group.
+STAGE_BUCKET = "dogbreed-dev-111122223333-eu-west-1"
+STACK_TARGET = launch.Target(
+    role_arn=ROLE, bucket=STAGE_BUCKET, kms_key_arn=KEY, model_package_group_name="dogbreed-dev"
+)
+REGISTER = ["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"]
+
+
+def test_the_model_package_group_comes_from_the_training_stack_outputs(offline):
+    outputs = {"TrainingRoleArn": ROLE, "BucketName": STAGE_BUCKET, "ModelPackageGroupName": "dogbreed-dev"}
+    with training_stack(outputs) as (cloudformation, stub):
+        target = launch.stack_target("dev", "eu-west-1", cloudformation)
+        stub.assert_no_pending_responses()
+    assert target.model_package_group_name == "dogbreed-dev"
+    del outputs["ModelPackageGroupName"]  # a stack deployed before the model registry
+    with training_stack(outputs) as (cloudformation, _stub):
+        assert launch.stack_target("dev", "eu-west-1", cloudformation).model_package_group_name is None
+
+
+DEPLOY = "npx cdk deploy -c stage=dev dogbreed-dev-training"
+STALE_STACK = {
+    "absent": (None, "stack dogbreed-dev-training predates the model registry (it has no "
+               f"ModelPackageGroupName output): deploy it ({DEPLOY}) before --register"),
+    "another": ("dogbreed-old", "stack dogbreed-dev-training declares model package group dogbreed-old, but "
+                "stage dev's config (cdk.json) registers into dogbreed-dev: deploy the stack from this "
+                f"checkout ({DEPLOY}) before --register"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("group", "message"), STALE_STACK.values(), ids=STALE_STACK.keys())
+def test_register_needs_the_training_stack_to_declare_the_stages_group(offline, monkeypatch, group, message):
+    """Without the stack's group, CreateModelPackage would fail after hours of training: --register refuses
+    to start the job, and register_model (the job done) registers nothing and says how to once fixed."""
+    stale = launch.Target(**{**STACK_TARGET.__dict__, "model_package_group_name": group})
+    monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: stale)
+    monkeypatch.setattr(launch, "submit", lambda job: pytest.fail("the job started"))
+    monkeypatch.setattr(register, "aws_client", lambda service, region: pytest.fail("AWS was called"))
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(REGISTER)
+    assert exit_info.value.code == f"training.launch: --register: the job was not started: {message}"
+
+    job = launch.plan(launch.build_parser_launch().parse_args(REGISTER))
+    with pytest.raises(launch.LaunchError) as error:
+        launch.register_model(job)
+    line = str(error.value)
+    assert "\n" not in line
+    artifact = f"s3://{STAGE_BUCKET}/training-output/job-1/output/model.tar.gz"
+    assert line.startswith(f"the job finished and {artifact} serves, but it was not registered: {message}; "
+                           "then register it with: python -m training.register --stage dev")  # fmt: skip
+
+
+def test_register_refuses_a_bucket_other_than_the_stages_before_the_job(offline, monkeypatch):
+    """The stage's model role reads only the stage's bucket: a job writing elsewhere (--bucket) could
+    never be registered for the stage, so --register does not start it."""
+    monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
+    monkeypatch.setattr(launch, "submit", lambda job: pytest.fail("the job started"))
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main([*REGISTER, "--bucket", "dogbreed-dev-data"])
+    line = str(exit_info.value.code)
+    assert line.startswith("training.launch: --register: the job was not started: s3://dogbreed-dev-data/")
+    assert line.endswith("copy it to s3://dogbreed-dev-<account>-eu-west-1/models/... first")
 
 
 def test_dry_run_register_prints_what_would_be_registered_after_the_job(offline, monkeypatch, capsys):
     monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
     monkeypatch.setenv(provenance.GIT_COMMIT_ENV, "feedbeef")
-    launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--dry-run", "--register"])
+    launch.main([*REGISTER, "--dry-run"])
 
     printed = json.loads(capsys.readouterr().out)
     assert printed["CreateTrainingJob"]["TrainingJobName"] == "job-1"
@@ -415,8 +475,8 @@ def test_dry_run_register_prints_what_would_be_registered_after_the_job(offline,
     argv = shlex.split(printed["register_after_job"])
     assert argv[:3] == ["python", "-m", "training.register"]
     assert vars(register.build_parser().parse_args(argv[3:])) == {
-        "model_data_url": "s3://dogbreed-dev-data/training-output/job-1/output/model.tar.gz",
-        "metrics": "s3://dogbreed-dev-data/training-output/job-1/output/output.tar.gz",
+        "model_data_url": f"s3://{STAGE_BUCKET}/training-output/job-1/output/model.tar.gz",
+        "metrics": f"s3://{STAGE_BUCKET}/training-output/job-1/output/output.tar.gz",
         "stage": "dev", "region": "eu-west-1", "training_job": "job-1", "git_commit": "feedbeef",
         "dry_run": False,
     }  # fmt: skip
@@ -462,30 +522,30 @@ def test_a_registered_job_is_waited_for_checked_then_registered(offline, monkeyp
     clients = job_region_clients()
     monkeypatch.setattr(register, "aws_client", lambda service, region: clients[service])
     output = "training-output/job-1/output"
+    model_data_url = f"s3://{STAGE_BUCKET}/{output}/model.tar.gz"
+    expected = register.prepare(
+        register.stage_config("dev", model_data_url),
+        model_data_url=model_data_url,
+        metrics=JOB_METRICS,
+        region="eu-west-1",
+        training_job="job-1",
+        git_commit="feedbeef",
+    )
+    # Named by its content, next to the artifact.
+    assert expected.report_uri.startswith(f"s3://{STAGE_BUCKET}/{output}/model-metrics-")
     with Stubber(clients["s3"]) as s3, Stubber(clients["sagemaker"]) as sagemaker:
         s3.add_response("get_object", {"Body": io.BytesIO(_output_tar_gz(JOB_METRICS))},
-                        {"Bucket": "dogbreed-dev-data", "Key": f"{output}/output.tar.gz"})  # fmt: skip
-        report = {"Bucket": "dogbreed-dev-data", "Key": f"{output}/model-metrics.json", "Body": ANY,
-                  "ContentType": "application/json"}  # fmt: skip
+                        {"Bucket": STAGE_BUCKET, "Key": f"{output}/output.tar.gz"})  # fmt: skip
+        report = {"Bucket": STAGE_BUCKET, "Key": expected.report_uri.split("/", 3)[3],
+                  "Body": expected.report_body, "ContentType": "application/json"}  # fmt: skip
         s3.add_response("put_object", {"ETag": '"1"'}, report)
-        expected = register.build_request(
-            register.stage_config("dev", f"s3://dogbreed-dev-data/{output}/model.tar.gz"),
-            model_data_url=f"s3://dogbreed-dev-data/{output}/model.tar.gz",
-            metrics=JOB_METRICS,
-            region="eu-west-1",
-            training_job="job-1",
-            git_commit="feedbeef",
-        )
-        sagemaker.add_response("create_model_package", {"ModelPackageArn": PACKAGE_ARN}, expected)
-        assert (
-            launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"])
-            == "job-1"
-        )
+        sagemaker.add_response("create_model_package", {"ModelPackageArn": PACKAGE_ARN}, expected.request)
+        assert launch.main(REGISTER) == "job-1"
         s3.assert_no_pending_responses()
         sagemaker.assert_no_pending_responses()
 
     assert submitted == [True]  # --register implies --wait: the job is followed to its end
-    assert checked == [f"s3://dogbreed-dev-data/{output}/model.tar.gz"]
+    assert checked == [model_data_url]
     out = capsys.readouterr().out
     assert f"registered {PACKAGE_ARN} (PendingManualApproval)" in out
     assert f"make promote STAGE=dev PACKAGE={PACKAGE_ARN}" in out
@@ -497,7 +557,7 @@ def test_a_registered_job_is_waited_for_checked_then_registered(offline, monkeyp
     monkeypatch.setattr(check_artifact, "check_artifact", does_not_serve)
     monkeypatch.setattr(register, "aws_client", lambda service, region: pytest.fail("registered anyway"))
     with pytest.raises(SystemExit, match="does not serve"):
-        launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"])
+        launch.main(REGISTER)
 
 
 def test_a_failed_registration_says_how_to_retry(offline, monkeypatch):
@@ -512,7 +572,7 @@ def test_a_failed_registration_says_how_to_retry(offline, monkeypatch):
     with Stubber(s3) as stub:
         stub.add_client_error("get_object", "AccessDenied", "Access Denied")
         with pytest.raises(SystemExit) as exit_info:
-            launch.main(["--stage", "dev", "--region", "eu-west-1", "--job-name", "job-1", "--register"])
+            launch.main(REGISTER)
     line = str(exit_info.value.code)
     assert "\n" not in line and "registering it failed" in line and "AccessDenied" in line
     assert "retry with: python -m training.register --stage dev" in line

@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import math
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,8 @@ REGION = "us-east-1"
 BUCKET = "dogbreed-dev-111122223333-us-east-1"
 JOB = "dogbreed-dev-20260102-030405"
 MODEL_URL = f"s3://{BUCKET}/training-output/{JOB}/output/model.tar.gz"
-REPORT_KEY = f"training-output/{JOB}/output/model-metrics.json"
+# The report lies next to model.tar.gz, named by its content: model-metrics-<12 hex of its sha256>.json.
+REPORT_DIR = f"training-output/{JOB}/output/"
 METRICS_URL = f"s3://{BUCKET}/training-output/{JOB}/output/output.tar.gz"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 ARN = "arn:aws:sagemaker:us-east-1:111122223333:model-package/dogbreed-dev/3"
@@ -100,6 +103,10 @@ def clients() -> tuple[Any, Any]:
     return session.client("sagemaker"), session.client("s3")
 
 
+def report_key(body: bytes) -> str:
+    return f"{REPORT_DIR}model-metrics-{hashlib.sha256(body).hexdigest()[:12]}.json"
+
+
 def recorded(client, operation: str, calls: list[tuple[str, dict[str, Any]]]) -> None:
     """Record each call of ``operation`` with the parameters as the code passed them."""
 
@@ -140,7 +147,8 @@ def test_the_request_registers_the_stages_serving_container_as_a_pending_version
         f"resnet50, test top-1 0.8123 (top-5 0.9512, 836 images), training job {JOB}"
     )
     statistics = request["ModelMetrics"]["ModelQuality"]["Statistics"]
-    assert statistics["S3Uri"] == f"s3://{BUCKET}/{REPORT_KEY}"  # next to model.tar.gz
+    body = register.prepare(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION).report_body
+    assert statistics["S3Uri"] == f"s3://{BUCKET}/{report_key(body)}"  # next to model.tar.gz, by content
     assert statistics["ContentType"] == "application/json"
 
 
@@ -148,8 +156,9 @@ def test_the_request_registers_the_stages_serving_container_as_a_pending_version
 def test_the_request_is_valid_for_create_model_package(stage):
     """Lengths, enums and patterns as SageMaker checks them (tests/infra/service_model), and botocore's own
     client-side validation, which is what boto3 runs before sending."""
-    config = register.stage_config(stage, MODEL_URL)
-    request = register.build_request(config, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
+    url = MODEL_URL.replace("dogbreed-dev-", f"dogbreed-{stage}-")  # the stage's own bucket
+    config = register.stage_config(stage, url)
+    request = register.build_request(config, model_data_url=url, metrics=finished_run(), region=REGION)
 
     check = check_request("CreateModelPackage", request)
     assert check.errors == []
@@ -173,20 +182,120 @@ def test_a_value_the_registry_would_reject_fails_before_anything_is_uploaded(dev
         )
 
 
-def test_the_client_token_makes_a_retry_return_the_same_version(dev):
-    first = register.build_request(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
-    retry = register.build_request(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
-    assert first == retry  # the same request, token included: SageMaker answers with the first version
+def test_a_retry_is_the_same_request_and_other_numbers_artifact_or_stage_another_token(dev):
+    """SageMaker answers a repeated ClientToken with the version it made (that part is the service's):
+    what is ours is that a retry sends the same token, and anything else another one."""
+    first = register.prepare(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
+    retry = register.prepare(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
+    assert first.request == retry.request  # token and report key included
+    token = first.request["ClientToken"]
+    # A UUID-shaped token whose last group is the report's digest, the one its file name carries.
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", token)
+    assert token[-12:] == hashlib.sha256(first.report_body).hexdigest()[:12]
+    assert first.report_uri.endswith(f"model-metrics-{token[-12:]}.json")
 
+    better = {**finished_run(), "test_acc1": 0.85}
+    rerun = register.build_request(dev, model_data_url=MODEL_URL, metrics=better, region=REGION)
     other_artifact = MODEL_URL.replace(JOB, "dogbreed-dev-20260103-000000")
     other = register.build_request(dev, model_data_url=other_artifact, metrics=finished_run(), region=REGION)
     prod = register.build_request(
         register.stage_config("prod", MODEL_URL),
-        model_data_url=MODEL_URL,
+        model_data_url=MODEL_URL.replace("dogbreed-dev-", "dogbreed-prod-"),
         metrics=finished_run(),
         region=REGION,
     )
-    assert len({first["ClientToken"], other["ClientToken"], prod["ClientToken"]}) == 3
+    tokens = [token, rerun["ClientToken"], other["ClientToken"], prod["ClientToken"]]
+    assert len(set(tokens)) == 4
+    assert rerun["ClientToken"][:24] == token[:24]  # the same artifact, another report
+
+
+def test_a_registration_with_changed_metrics_writes_a_new_report_never_the_old_one(dev, fake_aws):
+    """A version's ContentDigest names bytes that stay as they are: another registration of the same
+    artifact with other numbers uploads to another key, under another token; the same numbers again
+    repeat the first request exactly (the same key, the same bytes, the same token)."""
+    sagemaker, s3 = clients()
+    calls: list[tuple[str, dict[str, Any]]] = []
+    recorded(s3, "PutObject", calls)
+    recorded(sagemaker, "CreateModelPackage", calls)
+    runs = [finished_run(), {**finished_run(), "test_acc1": 0.85, "test_loss": 0.5}, finished_run()]
+    with Stubber(s3) as s3_stub, Stubber(sagemaker) as sagemaker_stub:
+        for metrics in runs:
+            s3_stub.add_response("put_object", {"ETag": '"1"'})
+            sagemaker_stub.add_response("create_model_package", {"ModelPackageArn": ARN})
+            register.register(dev, model_data_url=MODEL_URL, metrics=metrics, region=REGION,
+                              sagemaker_client=sagemaker, s3_client=s3)  # fmt: skip
+        s3_stub.assert_no_pending_responses()
+
+    puts = [params for name, params in calls if name == "PutObject"]
+    creates = [params for name, params in calls if name == "CreateModelPackage"]
+    keys = [put["Key"] for put in puts]
+    assert keys == [report_key(put["Body"]) for put in puts]  # each named by its own bytes
+    assert keys[1] != keys[0] == keys[2]  # other numbers never replace the first version's report
+    assert creates[1]["ClientToken"] != creates[0]["ClientToken"]  # a new request, not a mismatched retry
+    for put, create in zip(puts, creates, strict=True):
+        statistics = create["ModelMetrics"]["ModelQuality"]["Statistics"]
+        assert statistics["S3Uri"] == f"s3://{BUCKET}/{put['Key']}"
+        assert statistics["ContentDigest"] == "sha256:" + hashlib.sha256(put["Body"]).hexdigest()
+    assert (puts[2], creates[2]) == (puts[0], creates[0])  # the same numbers: the same request again
+
+
+# --- the stage's bucket -----------------------------------------------------------------------------------
+
+STAGE_BUCKET_HINT = (
+    "the model role of the stage reads only its stage's bucket and key; copy it to "
+    "s3://dogbreed-dev-<account>-us-east-1/models/... first"
+)
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    [
+        "dogbreed-prod-111122223333-us-east-1",  # another stage's
+        "dogbreed-dev-111122223333-eu-west-1",  # another region's
+        "my-models",  # not the project's
+        "dogbreed-dev-data",  # no account and region
+        "dogbreed-dev-us-east-1",  # no account
+    ],
+)
+def test_an_artifact_outside_the_stages_bucket_is_refused_offline(tmp_path, fake_aws, bucket, capsys):
+    """The endpoint's model role reads only dogbreed-<stage>-<account>-<region>: anywhere else the version
+    could never serve. Refused before any AWS call: the metrics in S3 are not even read."""
+    _, s3 = clients()
+    url = f"s3://{bucket}/training-output/{JOB}/output/model.tar.gz"
+    # A Stubber without responses: any S3 call would raise UnStubbedResponseError, not exit.
+    with Stubber(s3), pytest.raises(SystemExit) as exit_info:
+        register.main(["--model-data-url", url, "--metrics", METRICS_URL, "--region", REGION],
+                      s3_client=s3, sagemaker_client=object())  # fmt: skip
+    line = str(exit_info.value.code)
+    assert line.startswith(f"training.register: {url} is not in the dev stage's bucket ")
+    assert line.endswith(STAGE_BUCKET_HINT) and "\n" not in line
+    assert capsys.readouterr().out == ""
+    with pytest.raises(register.RegisterError, match=re.escape(STAGE_BUCKET_HINT)):
+        register.prepare(register.stage_config("dev", url), model_data_url=url, metrics=finished_run(),
+                         region=REGION)  # fmt: skip
+
+
+def test_the_stages_bucket_is_the_one_its_storage_stack_names(dev):
+    register.check_stage_bucket(MODEL_URL, dev, REGION)
+    register.check_stage_bucket(f"s3://{BUCKET}/models/resnet50/model.tar.gz", dev, REGION)
+    prod = register.stage_config("prod", MODEL_URL)
+    register.check_stage_bucket("s3://dogbreed-prod-111122223333-eu-west-1/m.tar.gz", prod, "eu-west-1")
+    # ArtifactBucket: f"{config.stack_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"; the hint's prefix is
+    # MODELS_PREFIX (read from the source: importing stacks.storage would load the CDK).
+    storage = (REPO / "stacks" / "storage.py").read_text()
+    assert 'self.bucket_name = f"{config.stack_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"' in storage
+    assert f'MODELS_PREFIX = "{register.MODELS_PREFIX}"' in storage
+
+
+def test_the_demos_dry_run_registration_passes_the_bucket_check(tmp_path, capsys):
+    """scripts/demo.py registers (dry run) an artifact URL of the dev stage's bucket form."""
+    from scripts.demo import dry_run_registration
+
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "metrics.json").write_text(json.dumps(finished_run()))
+    registration = dry_run_registration(tmp_path)
+    assert registration.request["ModelPackageGroupName"] == "dogbreed-dev"
+    assert registration.report_uri.startswith("s3://dogbreed-dev-123456789012-us-east-1/")
 
 
 def test_training_job_and_commit_come_from_the_flags_else_the_artifact_and_metrics(dev):
@@ -311,7 +420,7 @@ def test_dry_run_prints_the_request_and_report_without_credentials(tmp_path):
     proc = run_command(cmd, timeout=60, env=offline_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
-    assert printed["report_uri"] == f"s3://{BUCKET}/{REPORT_KEY}"
+    assert printed["report_uri"] == f"s3://{BUCKET}/{report_key(register.report_body(printed['report']))}"
     assert printed["report"]["multiclass_classification_metrics"]["accuracy"]["value"] == 0.8123
     assert check_request("CreateModelPackage", printed["CreateModelPackage"]).errors == []
     assert printed["CreateModelPackage"]["ModelPackageGroupName"] == "dogbreed-dev"  # --stage defaults to dev
@@ -332,7 +441,10 @@ def test_errors_are_one_line_on_stderr_without_a_traceback(tmp_path):
         (["--model-data-url", MODEL_URL], "no AWS region"),
         (["--model-data-url", f"s3://{BUCKET}/model.zip", "--region", REGION], "s3://BUCKET/KEY.tar.gz"),
         (["--model-data-url", MODEL_URL, "--region", REGION, "--stage", "qa"], "stage: must be one of"),
-        (["--model-data-url", MODEL_URL, "--region", "xx-nowhere-1"], "no Deep Learning Containers account"),
+        (
+            ["--model-data-url", MODEL_URL.replace(REGION, "xx-nowhere-1"), "--region", "xx-nowhere-1"],
+            "no Deep Learning Containers account",
+        ),
     ],
 )
 def test_bad_arguments_fail_with_one_line(tmp_path, fake_aws, argv, message):
@@ -343,19 +455,20 @@ def test_bad_arguments_fail_with_one_line(tmp_path, fake_aws, argv, message):
 
 def test_a_real_run_uploads_the_report_then_creates_the_version(tmp_path, fake_aws, dev, capsys):
     (tmp_path / "metrics.json").write_text(json.dumps(finished_run()))
-    expected = register.build_request(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
+    expected = register.prepare(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
     sagemaker, s3 = clients()
     calls: list[tuple[str, dict[str, Any]]] = []
     recorded(s3, "PutObject", calls)
     recorded(sagemaker, "CreateModelPackage", calls)
+    key = report_key(expected.report_body)
     with Stubber(s3) as s3_stub, Stubber(sagemaker) as sagemaker_stub:
         s3_stub.add_response(
             "put_object",
             {"ETag": '"1"'},
             # No SSE arguments: the bucket's default encryption (the stage's KMS key) applies.
-            {"Bucket": BUCKET, "Key": REPORT_KEY, "Body": ANY, "ContentType": "application/json"},
+            {"Bucket": BUCKET, "Key": key, "Body": ANY, "ContentType": "application/json"},
         )
-        sagemaker_stub.add_response("create_model_package", {"ModelPackageArn": ARN}, expected)
+        sagemaker_stub.add_response("create_model_package", {"ModelPackageArn": ARN}, expected.request)
         arn = register.main(
             ["--model-data-url", MODEL_URL, "--metrics", str(tmp_path / "metrics.json"), "--region", REGION],
             sagemaker_client=sagemaker,
@@ -376,10 +489,20 @@ def test_a_real_run_uploads_the_report_then_creates_the_version(tmp_path, fake_a
         "sha256:" + hashlib.sha256(body).hexdigest()
     )
     out = capsys.readouterr().out
-    assert f"registered {ARN} (PendingManualApproval)" in out
-    assert f"aws sagemaker update-model-package --region {REGION} --model-package-arn {ARN} " in out
-    assert "--model-approval-status Approved" in out
+    assert f"registered {ARN} (PendingManualApproval); report s3://{BUCKET}/{key}" in out
+    assert f"next: {register.approve_command(ARN, REGION)}\n" in out
     assert f"make promote STAGE=dev PACKAGE={ARN}" in out
+
+
+def test_the_approve_command_is_the_aws_cli_call_that_approves_the_version():
+    assert register.approve_command(ARN, "eu-west-1") == (
+        f"aws sagemaker update-model-package --model-package-arn {ARN} --model-approval-status Approved "
+        "--region eu-west-1"
+    )
+    # Pasted into a shell, it is those words: nothing in an ARN or a region needs quoting.
+    assert shlex.split(register.approve_command(ARN, REGION))[4:] == [
+        ARN, "--model-approval-status", "Approved", "--region", REGION,
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

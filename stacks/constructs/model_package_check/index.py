@@ -4,14 +4,32 @@
 
 * ``ModelPackageArn``: the versioned package the stage's Model is built from.
 * ``RequireApproved``: ``"true"`` (a production stage) or ``"false"``.
+* ``ExpectedBucket``: the stage's artifact bucket; the package's artifact must be in it.
+* ``ExpectedImage``: the image URI the stage's config names; the package must pin exactly it.
+* ``InstanceType``: the stage's endpoint instance type; the package must list it among its
+  ``SupportedRealtimeInferenceInstanceTypes`` when it lists any.
 
-Create describes the package and fails unless it is ``Completed`` and, with ``RequireApproved``, also
-``Approved``. Its ``Data`` (``Fn::GetAtt``): ``Image``, ``ModelDataUrl``, ``ArtifactBucket``,
-``ArtifactKey`` (the one object the model role may read), ``ApprovalStatus``, ``ModelPackageVersion``; the
-``PhysicalResourceId`` is the package ARN. Update re-checks only what it newly asks for (see
-:func:`rechecks`); Delete answers at once. Every request gets an answer, also on an error or near the
-function's timeout: without one CloudFormation waits for the resource's ServiceTimeout (5 minutes here, an
-hour by default).
+The last three are optional: absent or ``""`` means "do not check" (a serverless stage has no instance type).
+A malformed property fails before the one call the check makes, DescribeModelPackage (at most 3 attempts,
+inside the function's timeout: see the time budget below).
+
+The checks, each a FAILED answer with a Reason that says what to do:
+
+* Approval, on a Create: the package must be ``Completed`` and not ``Rejected`` in every stage, and also
+  ``Approved`` with ``RequireApproved``. An Update re-checks approval only when it asks for something new
+  (see :func:`rechecks`).
+* Compatibility, on every Create and every Update: the artifact is one S3 object (``s3://bucket/key``, the
+  key free of ``*``, ``?`` and ``${``, which the model role's grant would read as IAM wildcards or policy
+  variables), in ``ExpectedBucket``; the image is ``ExpectedImage``; ``InstanceType`` is supported. These
+  compare the properties with the package, which does not change, so the rollback of an Update (the old
+  properties re-applied) passes exactly as they did when they were deployed.
+* Delete makes no call and always succeeds.
+
+``Data`` (``Fn::GetAtt``), all strings: ``Image``, ``ModelDataUrl``, ``ArtifactBucket``, ``ArtifactKey``
+(the one object the model role may read), ``ApprovalStatus``, ``ModelPackageVersion``. The
+``PhysicalResourceId`` is the package ARN on a Create and never changes on an Update. Every request gets
+exactly one answer, also on an error or near the function's timeout: without one CloudFormation waits for
+the resource's ServiceTimeout (5 minutes here, an hour by default).
 
 The protocol (request fields, response fields, the 4096-byte body limit):
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requests.html and
@@ -39,17 +57,45 @@ from botocore.exceptions import ClientError
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 APPROVED = "Approved"
+REJECTED = "Rejected"
 COMPLETED = "Completed"
-# Throttling and 5xx are retried by botocore (standard mode, jittered backoff), never by hand. Short
-# timeouts: one describe call has to fit in the function's timeout together with its retries.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+# The optional properties: absent or "" turns the check off.
+OPTIONAL_PROPERTIES = ("ExpectedBucket", "ExpectedImage", "InstanceType")
+# In the grant arn:aws:s3:::bucket/key, IAM reads "*" and "?" as wildcards and "${...}" as a policy variable.
+GRANT_METACHARACTERS = ("*", "?", "${")
+
+# The time budget. The function's timeout (ModelPackageCheck in stacks/constructs/model_package.py):
+FUNCTION_TIMEOUT_SECONDS = 60
+# urllib applies it to the connect and to each socket read or write, not to the whole PUT: the body is under
+# 4 KB (one write) and the answer a status line, so it cuts a PUT that hangs (not one that trickles).
+PUT_TIMEOUT_SECONDS = 10
+# The deadline timer answers FAILED this long before the function's timeout, which leaves its PUT the whole
+# PUT timeout and 2 s more before Lambda kills the process (a killed function answers nothing). The
+# handler's own answer, which starts before the deadline, has the same room.
+DEADLINE_MARGIN_SECONDS = PUT_TIMEOUT_SECONDS + 2
+# Throttling, 5xx and timeouts are retried by botocore (standard mode, jittered backoff), never by hand.
+# total_max_attempts counts the first call too (in standard mode, max_attempts counts only the retries:
+# max_attempts 5 meant 6 calls). Both timeouts are per attempt (the read timeout per socket read, and the
+# answer is a few KB); DescribeModelPackage usually answers in well under a second.
+TOTAL_MAX_ATTEMPTS = 3
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 6
+# The worst case of the two backoffs before attempts 2 and 3: up to 1 s and 2 s of jitter (throttling's
+# scale; other errors back off 20 times less), each raised by up to 5 s when the answer carries
+# x-amz-retry-after (which recent botocore honours).
+MAX_BACKOFF_SECONDS = (1 + 5) + (2 + 5)
+# The describe call: 3 x (2 + 6) + 13 = 37 s at most, inside the 60 - 12 = 48 s before the deadline.
+DESCRIBE_BUDGET_SECONDS = (
+    TOTAL_MAX_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS) + MAX_BACKOFF_SECONDS
+)
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
+)
 # The whole response body may not exceed 4096 bytes; a Reason under 1 KB leaves room for the ids.
 # (A success carries no Reason, and its Data is bounded by S3's 1024-byte key and SageMaker's URL length.)
 MAX_REASON_BYTES = 1000
-PUT_TIMEOUT_SECONDS = 10
-# The FAILED answer sent when the work has not finished this long before the function's timeout: Lambda
-# kills the process at the timeout, and a killed function answers nothing.
-DEADLINE_MARGIN_SECONDS = 5
 # A pre-signed S3 URL is https. Plain http is accepted on the loopback interface only (the tests' server).
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -105,8 +151,10 @@ def check(event: dict[str, Any], client: BaseClient | None) -> tuple[str, dict[s
     if request_type not in ("Create", "Update"):
         raise CheckFailed(f"Unknown RequestType {request_type!r}")
     properties = event["ResourceProperties"]
+    # Every property is read before the call: a malformed one fails without touching SageMaker.
     arn = package_arn(properties)
     require_approved = flag(properties, "RequireApproved")
+    bucket, image, instance_type = (optional(properties, name) for name in OPTIONAL_PROPERTIES)
     package = (client or sagemaker_client()).describe_model_package(ModelPackageName=arn)
     if request_type == "Create":
         physical_id, gate = arn, True
@@ -117,33 +165,79 @@ def check(event: dict[str, Any], client: BaseClient | None) -> tuple[str, dict[s
             event["PhysicalResourceId"],
             rechecks(properties, event.get("OldResourceProperties")),
         )
-    status = package.get("ModelApprovalStatus", "without an approval status")
     if gate:
-        if package["ModelPackageStatus"] != COMPLETED:
-            raise CheckFailed(
-                f"Model package {arn} is {package['ModelPackageStatus']}, not {COMPLETED}: SageMaker builds "
-                "a model only from a completed package. Wait for it to complete, or promote another package."
-            )
-        if require_approved and status != APPROVED:
-            raise CheckFailed(
-                f"Model package {arn} is {status}: a production stage deploys only {APPROVED} packages. "
-                f"Approve it (aws sagemaker update-model-package --model-package-arn {arn} "
-                f"--model-approval-status {APPROVED}) or promote another, {APPROVED} package."
-            )
-    elif require_approved and status != APPROVED:
-        logger.warning("%s is %s; not re-checked on an update that asks for nothing new", arn, status)
+        check_approval(package, arn, require_approved)
+    else:
+        status = package.get("ModelApprovalStatus", "without an approval status")
+        if status == REJECTED or (require_approved and status != APPROVED):
+            logger.warning("%s is %s; not re-checked on an update that asks for nothing new", arn, status)
     data = artifact_data(package, arn)
+    check_compatibility(package, data, arn, bucket=bucket, image=image, instance_type=instance_type)
     logger.info("Data: %s", json.dumps(data))
     return physical_id, data
 
 
+def check_approval(package: dict[str, Any], arn: str, require_approved: bool) -> None:
+    """A Create's gate (and an Update's that asks for something new): what the package's state allows."""
+    status = package.get("ModelApprovalStatus", "without an approval status")
+    if status == REJECTED:  # first: final, where an incomplete package may still complete
+        raise CheckFailed(
+            f"Model package {arn} is {REJECTED}: it was rejected, and no stage deploys a rejected package, "
+            "production or not. Promote another package."
+        )
+    if package["ModelPackageStatus"] != COMPLETED:
+        raise CheckFailed(
+            f"Model package {arn} is {package['ModelPackageStatus']}, not {COMPLETED}: SageMaker builds "
+            "a model only from a completed package. Wait for it to complete, or promote another package."
+        )
+    if require_approved and status != APPROVED:
+        raise CheckFailed(
+            f"Model package {arn} is {status}: a production stage deploys only {APPROVED} packages. "
+            f"Approve it (aws sagemaker update-model-package --model-package-arn {arn} "
+            f"--model-approval-status {APPROVED}) or promote another, {APPROVED} package."
+        )
+
+
+def check_compatibility(
+    package: dict[str, Any],
+    data: dict[str, str],
+    arn: str,
+    *,
+    bucket: str,
+    image: str,
+    instance_type: str,
+) -> None:
+    """Every Create and Update: the stage can serve the package. The arguments are the stage's
+    ExpectedBucket, ExpectedImage and InstanceType; "" skips that check."""
+    if bucket and data["ArtifactBucket"] != bucket:
+        raise CheckFailed(
+            f"Model package {arn}'s artifact is in bucket {data['ArtifactBucket']}, not this stage's bucket "
+            f"{bucket} (the model role may read only its stage's bucket and key): copy the artifact into "
+            f"s3://{bucket}/models/... and register it again"
+        )
+    if image and data["Image"] != image:
+        raise CheckFailed(
+            f"Model package {arn} pins image {data['Image']}, while this stage now names {image} "
+            "(inference_image_tag changed since the package was registered): register the artifact again "
+            "for the stage's current image"
+        )
+    supported = package["InferenceSpecification"].get("SupportedRealtimeInferenceInstanceTypes") or []
+    if instance_type and supported and instance_type not in supported:
+        raise CheckFailed(
+            f"Model package {arn} supports real-time inference on {', '.join(supported)} only, not on this "
+            f"stage's instance type {instance_type}: register the artifact again for {instance_type}, or "
+            "serve the stage on a supported instance type"
+        )
+
+
 def rechecks(properties: dict[str, Any], old: dict[str, Any] | None) -> bool:
-    """Whether an Update gates the package as a Create does.
+    """Whether an Update gates the package's approval as a Create does.
 
     Only when it asks for something the previous properties did not: another package, or approval newly
     required. A rollback re-applies the old properties as an Update, so a check that re-gated every Update
     would fail the rollback of a deploy that failed on this very check (a stack left UPDATE_ROLLBACK_FAILED),
-    or on a package rejected since it was deployed.
+    or on a package rejected since it was deployed. (The compatibility checks need no such rule: they
+    compare the properties with the package, and the old properties passed them before.)
     """
     old = old or {}
     if old.get("ModelPackageArn") != properties.get("ModelPackageArn"):
@@ -166,6 +260,14 @@ def flag(properties: dict[str, Any], name: str) -> bool:
     return value == "true"
 
 
+def optional(properties: dict[str, Any], name: str) -> str:
+    """An optional property; "" (also when absent) means "do not check"."""
+    value = properties.get(name, "")
+    if not isinstance(value, str):
+        raise CheckFailed(f"ResourceProperties.{name} must be a string, or absent (got {value!r})")
+    return value
+
+
 def artifact_data(package: dict[str, Any], arn: str) -> dict[str, str]:
     """The resource's attributes (all strings, as Fn::GetAtt returns them)."""
     container = package["InferenceSpecification"]["Containers"][0]
@@ -183,11 +285,19 @@ def artifact_data(package: dict[str, Any], arn: str) -> dict[str, str]:
 
 
 def split_s3_url(url: str, arn: str) -> tuple[str, str]:
-    # By hand, not urlsplit: an S3 key may hold "?" and "#". The grant is for exactly one object, so a
-    # prefix (a key ending in "/", an uncompressed model) is refused rather than granted as an object.
+    # By hand, not urlsplit: an S3 key may hold "#" (and "?", refused below). The grant is for exactly one
+    # object, so a prefix (a key ending in "/", an uncompressed model) is refused rather than granted as an
+    # object, and so is a bucket or key that IAM would read as a pattern.
     bucket, _, key = url.removeprefix("s3://").partition("/")
     if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
         raise CheckFailed(f"Model package {arn} has ModelDataUrl {url!r}, not s3://bucket/key of one object")
+    found = [text for text in GRANT_METACHARACTERS if text in f"{bucket}/{key}"]
+    if found:
+        raise CheckFailed(
+            f"Model package {arn} has ModelDataUrl {url!r}, which holds {' and '.join(found)}: in the model "
+            "role's grant arn:aws:s3:::bucket/key IAM would read it as a wildcard or a policy variable, not "
+            "as the one object. Copy the artifact to a key without *, ? or ${ and register it again"
+        )
     return bucket, key
 
 
