@@ -366,29 +366,6 @@ def prepare(
     return Registration(request=request, report=report)
 
 
-def build_request(
-    config: StageConfig,
-    *,
-    model_data_url: str,
-    metrics: Mapping[str, Any],
-    region: str,
-    training_job: str | None = None,
-    git_commit: str | None = None,
-) -> dict[str, Any]:
-    """The ``CreateModelPackage`` parameters, as boto3's ``create_model_package(**request)`` takes them."""
-    return prepare(
-        config,
-        model_data_url=model_data_url,
-        metrics=metrics,
-        region=region,
-        training_job=training_job,
-        git_commit=git_commit,
-    ).request
-
-
-# --- AWS --------------------------------------------------------------------------------------------------
-
-
 def aws_client(service: str, region: str) -> Any:
     """A boto3 client (``sagemaker``, ``s3``) for the region; the one place this module makes one.
 

@@ -77,41 +77,57 @@ class AlarmTopic(Construct):
         self.alarms: list[cloudwatch.Alarm] = []
         if not config.alarm_email:
             return
-        undelivered = sqs.Queue(
-            self,
-            "Undelivered",
-            # SNS writes to an encrypted dead-letter queue only with a customer managed key whose policy
-            # lets the SNS service use it (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html):
-            # ProjectKey grants that to this topic alone.
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=UNDELIVERED_RETENTION,
-        )
-        dead_letter_reason = (
-            "This queue is the dead-letter queue of the alarm e-mail subscription (an SNS redrive policy, "
-            "which cdk-nag does not recognise as a DLQ); a dead-letter queue has no dead-letter queue."
-        )
-        Validations.of(undelivered).acknowledge(
-            Acknowledgment(id="AwsSolutions-SQS3", reason=dead_letter_reason),
-            Acknowledgment(id="Serverless-SQSRedrivePolicy", reason=dead_letter_reason),
-        )
+        # SNS writes to an encrypted dead-letter queue only with a customer managed key whose policy lets the
+        # SNS service use it (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html):
+        # ProjectKey grants that to this topic alone.
+        undelivered = dead_letter_queue(
+            self, "Undelivered", key=key, of="the alarm e-mail subscription (an SNS redrive policy, which "
+            "cdk-nag does not recognise as a DLQ)"
+        )  # fmt: skip
         self.topic.add_subscription(
             subscriptions.EmailSubscription(config.alarm_email, dead_letter_queue=undelivered)
         )
         self.alarms.append(
-            alarm(
+            undelivered_alarm(
                 self,
                 "UndeliveredNotifications",
+                undelivered,
                 description=f"{config.endpoint_name}: alarm e-mails to {config.alarm_email} were not "
                 "delivered (see the dead-letter queue)",
-                metric=undelivered.metric_approximate_number_of_messages_visible(
-                    period=PERIOD, statistic="Max"
-                ),
-                threshold=1,
-                periods=1,
             )
         )
+
+
+def dead_letter_queue(scope: Construct, construct_id: str, *, key: kms.IKey, of: str) -> sqs.Queue:
+    """Where a notification route keeps what it could not deliver: project key, TLS only, 14 days."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=UNDELIVERED_RETENTION,
+    )
+    reason = f"This queue is the dead-letter queue of {of}; a dead-letter queue has no dead-letter queue."
+    Validations.of(queue).acknowledge(
+        Acknowledgment(id="AwsSolutions-SQS3", reason=reason),
+        Acknowledgment(id="Serverless-SQSRedrivePolicy", reason=reason),
+    )
+    return queue
+
+
+def undelivered_alarm(
+    scope: Construct, construct_id: str, queue: sqs.IQueue, *, description: str
+) -> cloudwatch.Alarm:
+    """A notification that could not be delivered is itself an alarm, on the destinations' other routes."""
+    return alarm(
+        scope,
+        construct_id,
+        description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Max"),
+        threshold=1,
+        periods=1,
+    )
 
 
 def alarm_destinations(scope: Construct, config: StageConfig, topic: sns.ITopic) -> list[sns.ITopic]:

@@ -30,11 +30,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.constructs.alarms import PERIOD, UNDELIVERED_RETENTION, alarm
+from stacks.constructs.alarms import dead_letter_queue, undelivered_alarm
 from stacks.constructs.log_group import stage_log_group
 from stacks.storage import RETAIN_EXCEPT_ON_CREATE
 
@@ -274,23 +273,8 @@ class ModelApprovalNotices(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        undelivered = sqs.Queue(
-            self,
-            "Undelivered",
-            # EventBridge may use the project key for this stage's rule alone (ProjectKey's policy).
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=UNDELIVERED_RETENTION,
-        )
-        dead_letter_reason = (
-            "This queue is the dead-letter queue of the approval-notice rule's target; a dead-letter queue "
-            "has no dead-letter queue."
-        )
-        Validations.of(undelivered).acknowledge(
-            Acknowledgment(id="AwsSolutions-SQS3", reason=dead_letter_reason),
-            Acknowledgment(id="Serverless-SQSRedrivePolicy", reason=dead_letter_reason),
-        )
+        # EventBridge may use the project key for this stage's rule alone (ProjectKey's policy).
+        undelivered = dead_letter_queue(self, "Undelivered", key=key, of="the approval-notice rule's targets")
         # EventBridge publishes with a role of its own: granting the service principal instead would add an
         # unconditioned key-policy statement (Topic.grantPublish) usable by any account's rules.
         publisher = iam.Role(
@@ -350,15 +334,11 @@ class ModelApprovalNotices(Construct):
             ],
         )
         self.alarms = [
-            alarm(
+            undelivered_alarm(
                 self,
                 "UndeliveredNotices",
+                undelivered,
                 description=f"{config.endpoint_name}: model approval notices could not be published to the "
-                "alarm topic (see the dead-letter queue)",
-                metric=undelivered.metric_approximate_number_of_messages_visible(
-                    period=PERIOD, statistic="Max"
-                ),
-                threshold=1,
-                periods=1,
+                "alarm destinations (see the dead-letter queue)",
             )
         ]

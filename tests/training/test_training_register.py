@@ -120,7 +120,7 @@ def recorded(client, operation: str, calls: list[tuple[str, dict[str, Any]]]) ->
 
 
 def test_the_request_registers_the_stages_serving_container_as_a_pending_version(dev):
-    request = register.build_request(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION)
+    request = register.prepare(dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION).request
 
     assert request["ModelPackageGroupName"] == "dogbreed-dev" == dev.model_package_group_name
     [container] = request["InferenceSpecification"]["Containers"]
@@ -158,7 +158,7 @@ def test_the_request_is_valid_for_create_model_package(stage):
     client-side validation, which is what boto3 runs before sending."""
     url = MODEL_URL.replace("dogbreed-dev-", f"dogbreed-{stage}-")  # the stage's own bucket
     config = register.stage_config(stage, url)
-    request = register.build_request(config, model_data_url=url, metrics=finished_run(), region=REGION)
+    request = register.prepare(config, model_data_url=url, metrics=finished_run(), region=REGION).request
 
     check = check_request("CreateModelPackage", request)
     assert check.errors == []
@@ -173,11 +173,11 @@ def test_the_request_is_valid_for_create_model_package(stage):
 def test_a_value_the_registry_would_reject_fails_before_anything_is_uploaded(dev):
     # CustomerMetadataValue allows letters, numbers, separators and _.:/=+-@: no commas, no parentheses.
     with pytest.raises(register.RegisterError, match=r"git_commit='abc, dirty'"):
-        register.build_request(
+        register.prepare(
             dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION, git_commit="abc, dirty"
         )
     with pytest.raises(register.RegisterError, match="1-256"):
-        register.build_request(
+        register.prepare(
             dev, model_data_url=MODEL_URL, metrics=finished_run(), region=REGION, git_commit="a" * 257
         )
 
@@ -195,15 +195,17 @@ def test_a_retry_is_the_same_request_and_other_numbers_artifact_or_stage_another
     assert first.report_uri.endswith(f"model-metrics-{token[-12:]}.json")
 
     better = {**finished_run(), "test_acc1": 0.85}
-    rerun = register.build_request(dev, model_data_url=MODEL_URL, metrics=better, region=REGION)
+    rerun = register.prepare(dev, model_data_url=MODEL_URL, metrics=better, region=REGION).request
     other_artifact = MODEL_URL.replace(JOB, "dogbreed-dev-20260103-000000")
-    other = register.build_request(dev, model_data_url=other_artifact, metrics=finished_run(), region=REGION)
-    prod = register.build_request(
+    other = register.prepare(
+        dev, model_data_url=other_artifact, metrics=finished_run(), region=REGION
+    ).request
+    prod = register.prepare(
         register.stage_config("prod", MODEL_URL),
         model_data_url=MODEL_URL.replace("dogbreed-dev-", "dogbreed-prod-"),
         metrics=finished_run(),
         region=REGION,
-    )
+    ).request
     tokens = [token, rerun["ClientToken"], other["ClientToken"], prod["ClientToken"]]
     assert len(set(tokens)) == 4
     assert rerun["ClientToken"][:24] == token[:24]  # the same artifact, another report
@@ -301,7 +303,7 @@ def test_the_demos_dry_run_registration_passes_the_bucket_check(tmp_path, capsys
 def test_training_job_and_commit_come_from_the_flags_else_the_artifact_and_metrics(dev):
     def metadata(url=MODEL_URL, metrics=None, **flags):
         metrics = finished_run() if metrics is None else metrics
-        return register.build_request(dev, model_data_url=url, metrics=metrics, region=REGION, **flags)[
+        return register.prepare(dev, model_data_url=url, metrics=metrics, region=REGION, **flags).request[
             "CustomerMetadataProperties"
         ]
 
