@@ -2,6 +2,12 @@
 
     python -m bench.cost --cpu-rps-per-core 6.5 --request-seconds 0.09 [--json]
     python -m bench.cost --from docs/benchmarks.json
+    python -m bench.cost --stages [--json]
+
+``--stages`` prices each stage of cdk.json with no traffic and in a few usage patterns (idle all month,
+working sessions, 24/7), and gives the cold start of a stage that scales to zero
+(``serving_mode=inference_component``): :func:`stage_costs_from_cdk_json`. Its constants and their
+sources are in one place, :data:`SCALE_TO_ZERO_SOURCES` and the names after it.
 
 Inputs are the measured capacity of this host (requests/s per core for the whole per-request work:
 decode, preset, forward) and a dated price table. The autoscaling target follows AWS's load-test
@@ -30,6 +36,7 @@ PRICE_SOURCES = {
     "rekognition": "https://aws.amazon.com/rekognition/pricing/ (Custom Labels, inference hours)",
     "lambda": "https://aws.amazon.com/lambda/pricing/ (Arm/Graviton, requests and GB-seconds)",
 }
+SERVING_MODES = ("instance", "serverless", "inference_component")  # stacks/config.py SERVING_MODES
 REGION = "us-east-1"
 HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
@@ -254,11 +261,13 @@ def lambda_cost(request_seconds: float, memory_mb: int = 512, rates=REQUEST_RATE
         "request_seconds": request_seconds,
         "usd_per_million": per_request * 1_000_000,
         "monthly": {str(rps): rps * SECONDS_PER_MONTH * per_request for rps in rates},
-        "provisioned_usd_per_month_per_unit": memory_mb
-        / 1024
-        * SECONDS_PER_MONTH
-        * LAMBDA_USD_PER_GB_SECOND_PROVISIONED,
+        "provisioned_usd_per_month_per_unit": lambda_provisioned_usd_per_month(1, memory_mb),
     }
+
+
+def lambda_provisioned_usd_per_month(units: int, memory_mb: int = 512) -> float:
+    """Provisioned concurrency is billed per GB-second it is configured, traffic or not."""
+    return units * memory_mb / 1024 * SECONDS_PER_MONTH * LAMBDA_USD_PER_GB_SECOND_PROVISIONED
 
 
 def provisioned_concurrency(rps: float, request_seconds: float, utilization: float = 0.7) -> int:
@@ -334,6 +343,226 @@ def format_table(comparison: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --- Idle cost and scale to zero (serving_mode=inference_component) -------------------------------------
+# An inference component on an endpoint whose managed instance scaling has MinInstanceCount 0: with no
+# traffic for scale_to_zero_idle_minutes its copies scale in to zero, then the instances go; the first
+# request after that starts an instance and a copy again. Not measured here (no AWS account): every
+# number below is AWS's, from these two pages.
+SCALE_TO_ZERO_SOURCES = {
+    "docs": "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html "
+    '("Scale an endpoint to zero instances", Amazon SageMaker AI Developer Guide)',
+    "blog": "https://aws.amazon.com/blogs/machine-learning/unlock-cost-savings-with-the-new-scale-down-to-"
+    'zero-feature-in-amazon-sagemaker-inference/ ("Unlock cost savings with the new scale down to zero '
+    'feature in SageMaker Inference", AWS Machine Learning Blog, re:Invent 2024)',
+}
+# What each page says, word for word, that the constants below rest on.
+SCALE_TO_ZERO_QUOTES = {
+    "docs": "the provisioning process takes several minutes. During that time, any attempts to invoke "
+    "the endpoint will produce an error",
+    "blog": "scale the endpoint to zero model copies in approximately 15 minutes, and then take an "
+    "additional 10 minutes to fully scale down the underlying instances",
+}
+# After the copies reach zero the instances take about 10 more minutes to go (SCALE_TO_ZERO_QUOTES
+# ["blog"]). The blog's 15 minutes are its own policy's idle period; here, scale_to_zero_idle_minutes.
+INSTANCE_SCALE_IN_MINUTES = 10.0
+# The blog's measured scale-out from zero (Llama3-8B on a GPU instance), minutes: the CloudWatch alarm
+# firing, the instance starting, the model copy starting (container pull and model load).
+BLOG_COLD_START_MINUTES = {"alarm": 1.0, "instance": 1.75, "model_copy": 2.3}
+# Our estimate, from zero to the first answer: at least the blog's alarm and instance steps (our copy
+# pulls the multi-GB PyTorch DLC too, so it is not free), at most the blog's whole measured scale-out
+# (its copy loads 16 GB of weights; ours loads one small CNN). Not measured here. Meanwhile the stage's
+# Lambda answers 503 model_starting with a Retry-After header.
+COLD_START_MINUTES = (
+    BLOG_COLD_START_MINUTES["alarm"] + BLOG_COLD_START_MINUTES["instance"],
+    sum(BLOG_COLD_START_MINUTES.values()),
+)
+
+
+@dataclass(frozen=True)
+class UsagePattern:
+    """Traffic in a month: ``sessions`` stretches of ``session_hours`` each, no gap in one longer than
+    the idle timeout, at a load the minimum instance count carries (dev's design load does)."""
+
+    name: str
+    sessions: int
+    session_hours: float
+
+
+USAGE_PATTERNS = (
+    UsagePattern("idle all month", 0, 0.0),
+    UsagePattern("1 h a day, 20 working days", 20, 1.0),
+    UsagePattern("8 h a day, 20 working days", 20, 8.0),
+    UsagePattern("traffic 24/7", 1, float(HOURS_PER_MONTH)),
+)
+
+
+def _check_mode(serving_mode: str) -> None:
+    if serving_mode not in SERVING_MODES:
+        raise ValueError(f"serving_mode must be one of {SERVING_MODES} (got {serving_mode!r})")
+
+
+def idle_instances(serving_mode: str, min_instances: int) -> int:
+    """Instances running with no traffic: the minimum in instance mode, none in the other two."""
+    _check_mode(serving_mode)
+    return min_instances if serving_mode == "instance" else 0
+
+
+def idle_usd_per_month(serving_mode: str, usd_per_hour: float, min_instances: int) -> float:
+    """Compute cost of a month with no traffic at all: ``min_instances x usd_per_hour x 730`` in instance
+    mode; 0 for serverless (billed per request only; the stacks configure no provisioned concurrency)
+    and for inference_component (no instance while idle; each idle episode is :func:`idle_episode_usd`)."""
+    return idle_instances(serving_mode, min_instances) * usd_per_hour * HOURS_PER_MONTH
+
+
+def idle_episode_minutes(
+    scale_to_zero_idle_minutes: int, instance_scale_in_minutes: float = INSTANCE_SCALE_IN_MINUTES
+) -> float:
+    """Minutes an inference_component stage keeps its instance after the last request: the idle timeout
+    until the copies reach zero, then the instance's own scale-in."""
+    if scale_to_zero_idle_minutes < 0:
+        raise ValueError("scale_to_zero_idle_minutes must be >= 0")
+    return scale_to_zero_idle_minutes + instance_scale_in_minutes
+
+
+def idle_episode_usd(usd_per_hour: float, scale_to_zero_idle_minutes: int, instances: int = 1) -> float:
+    """What one idle episode costs: the instances billed through :func:`idle_episode_minutes`."""
+    return instances * usd_per_hour * idle_episode_minutes(scale_to_zero_idle_minutes) / 60
+
+
+def instance_hours_per_month(
+    serving_mode: str,
+    pattern: UsagePattern,
+    min_instances: int,
+    scale_to_zero_idle_minutes: int,
+    cold_start_minutes: float = COLD_START_MINUTES[1],
+    serving_instances: int = 1,
+) -> float:
+    """Instance-hours billed in a month of ``pattern``.
+
+    instance: ``min_instances`` around the clock, whatever the traffic. serverless: none. inference_
+    component: per session, the cold start (the upper estimate, counted as billed), the session's hours
+    and the idle episode, on ``serving_instances``; at most the month.
+    """
+    _check_mode(serving_mode)
+    if serving_mode == "instance":
+        return min_instances * HOURS_PER_MONTH
+    if serving_mode == "serverless":
+        return 0.0
+    per_session = (
+        cold_start_minutes / 60
+        + pattern.session_hours
+        + idle_episode_minutes(scale_to_zero_idle_minutes) / 60
+    )
+    return serving_instances * min(HOURS_PER_MONTH, pattern.sessions * per_session)
+
+
+def stage_cost(
+    stage: str,
+    serving_mode: str,
+    instance_type: str,
+    min_instances: int,
+    scale_to_zero_idle_minutes: int,
+    lambda_provisioned_concurrency: int,
+    lambda_memory_mb: int = 512,
+    patterns: Sequence[UsagePattern] = USAGE_PATTERNS,
+) -> dict[str, Any]:
+    """One stage's idle cost per month, its cost in each usage pattern and, when it scales to zero, the
+    idle episode and the cold start. Dollars are instance-hours at :data:`INSTANCES` prices plus the
+    Lambda's provisioned concurrency (billed in every mode and pattern); per-request charges (Lambda
+    requests, serverless compute) come on top, from the comparison table."""
+    _check_mode(serving_mode)
+    if serving_mode != "serverless" and instance_type not in INSTANCES:
+        raise ValueError(f"instance_type {instance_type!r} has no price in INSTANCES")
+    hourly = 0.0 if serving_mode == "serverless" else INSTANCES[instance_type].usd_per_hour
+    lambda_usd = lambda_provisioned_usd_per_month(lambda_provisioned_concurrency, lambda_memory_mb)
+    compute = idle_usd_per_month(serving_mode, hourly, min_instances)
+    scales_to_zero = serving_mode == "inference_component"
+    monthly = {}
+    for pattern in patterns:
+        hours = instance_hours_per_month(serving_mode, pattern, min_instances, scale_to_zero_idle_minutes)
+        monthly[pattern.name] = {"instance_hours": hours, "usd_per_month": hours * hourly + lambda_usd}
+    return {
+        "stage": stage,
+        "serving_mode": serving_mode,
+        "instance_type": None if serving_mode == "serverless" else instance_type,
+        "usd_per_hour": hourly,
+        "idle_instances": idle_instances(serving_mode, min_instances),
+        "idle_compute_usd_per_month": compute,
+        "lambda_provisioned_concurrency": lambda_provisioned_concurrency,
+        "lambda_provisioned_usd_per_month": lambda_usd,
+        "idle_usd_per_month": compute + lambda_usd,
+        "per_request_compute": serving_mode == "serverless",
+        "idle_episode": (
+            {
+                "scale_to_zero_idle_minutes": scale_to_zero_idle_minutes,
+                "instance_scale_in_minutes": INSTANCE_SCALE_IN_MINUTES,
+                "minutes": idle_episode_minutes(scale_to_zero_idle_minutes),
+                "usd": idle_episode_usd(hourly, scale_to_zero_idle_minutes),
+            }
+            if scales_to_zero
+            else None
+        ),
+        "cold_start_minutes": list(COLD_START_MINUTES) if scales_to_zero else None,
+        "monthly": monthly,
+    }
+
+
+def stage_costs_from_cdk_json(stages: Sequence[str] = ("dev", "prod")) -> list[dict[str, Any]]:
+    """:func:`stage_cost` for each stage as cdk.json configures it (the repo's own loader); a stage that
+    does not run instances around the clock gets a second row, the same stage in instance mode, so the
+    trade is visible."""
+    from stacks.model_environment import stage_config_from_cdk_json
+
+    rows = []
+    for stage in stages:
+        config = stage_config_from_cdk_json(stage)
+        modes = [config.serving_mode] + (["instance"] if config.serving_mode != "instance" else [])
+        for mode in modes:
+            label = stage if mode == config.serving_mode else f"{stage} if instance"
+            rows.append(
+                stage_cost(
+                    label,
+                    mode,
+                    config.instance_type,
+                    config.min_instances,
+                    config.scale_to_zero_idle_minutes,
+                    config.lambda_provisioned_concurrency,
+                    config.lambda_memory_mb,
+                )
+            )
+    return rows
+
+
+def format_stage_table(rows: Sequence[dict[str, Any]]) -> str:
+    """``$/month (instance-hours)`` per stage and usage pattern; the idle episode; the cold start (minutes
+    from zero to the first answer)."""
+    patterns = list(rows[0]["monthly"]) if rows else []
+    header = ["stage", "serving mode", "instances while idle", *patterns, "one idle episode", "cold start"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        instance = f" `{row['instance_type']}`" if row["instance_type"] else ""
+        cells = [row["stage"], f"{row['serving_mode']}{instance}", str(row["idle_instances"])]
+        for name in patterns:
+            entry = row["monthly"][name]
+            extra = " + per request" if row["per_request_compute"] else ""
+            cells.append(f"{entry['usd_per_month']:,.0f} ({entry['instance_hours']:,.0f} h){extra}")
+        episode = row["idle_episode"]
+        cells.append(
+            f"{episode['minutes']:g} min ({episode['scale_to_zero_idle_minutes']} idle + "
+            f"{episode['instance_scale_in_minutes']:g} scale-in), ${episode['usd']:.2f}"
+            if episode
+            else "none (nothing scales in)"
+        )
+        low_high = row["cold_start_minutes"]
+        cells.append(
+            f"{low_high[0]:.1f}-{low_high[1]:.1f} min (estimate, not measured here)"
+            if low_high
+            else "none (always on)"
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cost", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -343,8 +572,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--request-seconds", type=float, help="measured single-request latency, seconds")
     parser.add_argument("--cpu-decode-seconds", type=float, default=0.03, help="decode+preset, 1 thread")
     parser.add_argument("--min-instances", type=int, default=1)
+    parser.add_argument(
+        "--stages", action="store_true", help="idle and usage-pattern cost of each stage in cdk.json"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    if args.stages:
+        rows = stage_costs_from_cdk_json()
+        print(json.dumps(rows, indent=2) if args.json else format_stage_table(rows))
+        return 0
     if args.source:
         inputs = json.loads(args.source.read_text())["cost_inputs"]
         rps_per_core, seconds = inputs["cpu_rps_per_core"], inputs["request_seconds"]

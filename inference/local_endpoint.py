@@ -1,7 +1,7 @@
 """A local SageMaker endpoint: the model's handler functions behind the runtime's HTTP API, on loopback.
 
     python -m inference.local_endpoint --model-dir DIR|model.tar.gz [--server torchserve|inprocess]
-        [--stage dev] [--port 8080] [--name NAME]
+        [--stage dev] [--port 8080] [--name NAME] [--inference-component NAME]
 
 The model runs in one of two servers:
 
@@ -23,6 +23,11 @@ Either way the endpoint has two faces, both served by one ``ThreadingHTTPServer`
   ``ValidationError`` for an unknown endpoint name, ``ThrottlingException`` beyond
   ``--max-concurrency`` requests in flight, ``ModelError`` with ``OriginalStatusCode`` 0 when the
   model takes longer than the invocation limit (60 s, as on SageMaker). Other methods get a 405.
+
+With ``--inference-component NAME`` the endpoint hosts the model as that one inference component, as
+a stage that scales to zero does: requests must name it (``InferenceComponentName``, header
+``X-Amzn-SageMaker-Inference-Component``), and while it has zero copies
+(:meth:`LocalEndpoint.scale_to_zero`) they get SageMaker's no-capacity ``ValidationError``.
 
 For tests and the demo, :class:`LocalEndpoint` starts and stops the same server in-process.
 """
@@ -75,6 +80,22 @@ _TIMED_OUT = (
     "metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
 )
 _INVOKE_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
+# The header InvokeEndpoint's InferenceComponentName travels in (botocore's sagemaker-runtime model).
+INFERENCE_COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
+# SageMaker's answer (400 ValidationError) to a request for an inference component with zero copies
+# (AWS ML blog, "Unlock cost savings with the new scale down to zero feature in SageMaker Inference",
+# https://aws.amazon.com/blogs/machine-learning/unlock-cost-savings-with-the-new-scale-down-to-zero-feature-in-amazon-sagemaker-inference/).
+NO_CAPACITY_MESSAGE = (
+    "Inference Component has no capacity to process this request. ApplicationAutoScaling may be "
+    "in-progress (if configured) or try to increase the capacity by invoking "
+    "UpdateInferenceComponentRuntimeConfig API."
+)
+# SageMaker's answer to a request that names no component on an endpoint that hosts them, as users
+# reported it (github.com/aws-samples/amazon-kendra-langchain-extensions/issues/64).
+COMPONENT_REQUIRED_MESSAGE = (
+    "Inference Component Name header is required for endpoints to which you plan to deploy inference "
+    "components. Please include Inference Component Name header or consider using SageMaker models."
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -154,6 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
             # What the real service answers for an endpoint that does not exist in the account.
             message = f"Endpoint {name} of account {FAKE_ACCOUNT} not found."
             self._service_error(400, "ValidationError", message)
+            return
+        refusal = self.server.endpoint.component_refusal(self.headers.get(INFERENCE_COMPONENT_HEADER))
+        if refusal is not None:
+            self._service_error(400, "ValidationError", refusal)
             return
         response = self._run_model(body, self.server.endpoint.invocation_timeout_seconds)
         if response is None:
@@ -265,6 +290,12 @@ class LocalEndpoint:
     ``invocation_timeout_seconds`` or longer gets SageMaker's timeout, a ``ModelError`` with status 0;
     ``handlers`` swaps the module whose ``model_fn/input_fn/predict_fn/output_fn`` are served (in-process).
 
+    ``inference_component`` (None: a production variant) hosts the model as that one inference
+    component, with ``copies`` 1: :meth:`scale_to_zero` and :meth:`scale_out` change them, and while
+    there are none each request for it gets SageMaker's no-capacity ``ValidationError`` and counts in
+    ``no_capacity_failures`` (CloudWatch's ``NoCapacityInvocationFailures``, whose alarm is what scales
+    a real component out; here the test does).
+
     ``server="torchserve"`` serves the model with the DLC's TorchServe and toolkit instead, with the
     ``stage``'s SageMaker Model environment (``environment`` replaces it, for tests that need another).
     """
@@ -282,6 +313,7 @@ class LocalEndpoint:
         server: str = "inprocess",
         stage: str = "dev",
         environment: Mapping[str, str] | None = None,
+        inference_component: str | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -297,6 +329,11 @@ class LocalEndpoint:
         self.delay_seconds = delay_seconds
         self.invocation_timeout_seconds = invocation_timeout_seconds
         self.slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else _Unlimited()
+        self.inference_component = inference_component
+        # The component's copy count (None: no component); requests read it from the server's threads.
+        self.copies: int | None = 1 if inference_component is not None else None
+        self.no_capacity_failures = 0
+        self._capacity_lock = threading.Lock()
         self._requested_port = port
         self._handlers = handlers
         self._server: _Server | None = None
@@ -353,6 +390,36 @@ class LocalEndpoint:
         if self._extracted is not None:
             self._extracted.cleanup()
             self._extracted = None
+
+    def scale_to_zero(self) -> None:
+        """The component's copies go to 0, as an idle scale-to-zero stage's do."""
+        self.scale_out(0)
+
+    def scale_out(self, copies: int = 1) -> None:
+        """The component gets ``copies`` copies (what the no-capacity alarm's scaling policy does)."""
+        if self.inference_component is None:
+            raise RuntimeError("this endpoint hosts no inference component: it cannot scale its copies")
+        if copies < 0:
+            raise ValueError("copies must be 0 or more")
+        with self._capacity_lock:
+            self.copies = copies
+
+    def component_refusal(self, requested: str | None) -> str | None:
+        """The ValidationError message for a request naming inference component ``requested`` (None: the
+        request names none), or None when the request may run."""
+        if self.inference_component is None and requested is None:
+            return None
+        if requested is None:
+            return COMPONENT_REQUIRED_MESSAGE
+        if requested != self.inference_component:
+            # A component this endpoint does not host (or an endpoint that hosts none): SageMaker answers
+            # a ValidationError, but its text is not documented; this one is the emulation's own.
+            return f"Inference Component {requested} is not deployed on endpoint {self.name}."
+        with self._capacity_lock:
+            if self.copies:
+                return None
+            self.no_capacity_failures += 1
+        return NO_CAPACITY_MESSAGE
 
     def model_environment(self) -> dict[str, str]:
         """The container environment TorchServe runs with: the stage's SageMaker Model ``Environment``."""
@@ -435,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         "--name", default="local", help="endpoint name accepted on /endpoints/{name}/invocations"
     )
     parser.add_argument(
+        "--inference-component",
+        default=None,
+        metavar="NAME",
+        help="host the model as this inference component: requests must name it (InferenceComponentName)",
+    )
+    parser.add_argument(
         "--max-concurrency", type=int, default=None, help="throttle beyond N requests in flight"
     )
     parser.add_argument(
@@ -463,12 +536,15 @@ def main(argv: list[str] | None = None) -> int:
             delay_seconds=args.delay_seconds,
             server=args.server,
             stage=args.stage,
+            inference_component=args.inference_component,
         ).start()
     except (JavaNotFound, ServingStackMissing, ContainerStartError, ConfigError, OSError) as exc:
         print(f"local_endpoint: cannot start: {exc}", file=sys.stderr)
         return 2
     started = True
     print(f"endpoint {endpoint.name!r} ({endpoint.server}) serving on {endpoint.url}", flush=True)
+    if endpoint.inference_component is not None:
+        print(f"  inference component {endpoint.inference_component!r}", flush=True)
     print(f"  AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}", flush=True)
     try:
         stopped.wait()

@@ -61,6 +61,26 @@ def endpoint_unavailable() -> ApiError:
     )
 
 
+# Retry-After of a 503 model_starting. A component scaled to zero comes back only after SageMaker
+# provisions an instance and loads the model, which "takes several minutes" (AWS,
+# https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html; the AWS ML
+# blog on scale to zero measured about 5 minutes for an 8B LLM): a retry within a minute cannot find it
+# back, while one a minute keeps a caller to a handful of retries during the start and gets its answer
+# at most a minute after the model is back. The first request already triggered the scale-out
+# (NoCapacityInvocationFailures); the retries only wait for it.
+MODEL_STARTING_RETRY_AFTER_SECONDS = 60
+
+
+def model_starting() -> ApiError:
+    return ApiError(
+        503,
+        "model_starting",
+        "the model is starting: this stage scales to zero while idle and takes a few minutes to come "
+        "back; retry after the Retry-After seconds",
+        retry_after=MODEL_STARTING_RETRY_AFTER_SECONDS,
+    )
+
+
 def endpoint_timeout() -> ApiError:
     return ApiError(504, "endpoint_timeout", "the model endpoint did not answer in time")
 

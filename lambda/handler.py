@@ -7,6 +7,11 @@ response and every log line carries the request id.
 Environment (set by the CDK stack; names are part of its contract):
 
 * ``ENDPOINT_NAME`` (required): the SageMaker endpoint this function may invoke.
+* ``INFERENCE_COMPONENT_NAME`` (optional): the inference component to invoke on that endpoint, for a
+  stage that serves the model as one (an endpoint that scales to zero copies while idle). Every
+  InvokeEndpoint then names it (``InferenceComponentName``, header
+  ``X-Amzn-SageMaker-Inference-Component``); unset or empty: the endpoint's production variant.
+  While the component has no copies the answer is 503 ``model_starting`` with ``Retry-After``.
 * ``ENDPOINT_READ_TIMEOUT_SECONDS`` (default 10): socket read timeout for one attempt.
 * ``ENDPOINT_MAX_ATTEMPTS`` (default 2): attempts in botocore's "standard" retry mode, first one
   included (throttling, 5xx and connection errors are retried with jittered backoff; a read timeout is
@@ -51,6 +56,19 @@ DEFAULT_TOP_K = 5
 # Checked with fullmatch and len: "$" also matches before a trailing newline, and "-*" is unbounded.
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _ENDPOINT_NAME_MAX_LENGTH = 63
+# InvokeEndpoint's InferenceComponentName: at most 63 chars, ^[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?$
+# (botocore's sagemaker-runtime model), the same strings as the endpoint pattern above (letters, digits
+# and hyphens, a letter or digit at each end), so it is checked with the same regex and limit.
+_INFERENCE_COMPONENT_NAME = _ENDPOINT_NAME
+# SageMaker's ValidationError when an inference component has zero copies (scaled to zero): "Inference
+# Component has no capacity to process this request. ApplicationAutoScaling may be in-progress (if
+# configured) or try to increase the capacity by invoking UpdateInferenceComponentRuntimeConfig API."
+# (AWS ML blog, "Unlock cost savings with the new scale down to zero feature in SageMaker Inference",
+# https://aws.amazon.com/blogs/machine-learning/unlock-cost-savings-with-the-new-scale-down-to-zero-feature-in-amazon-sagemaker-inference/).
+# Matched on its subject and "has no capacity", case and spacing aside: the rest of the sentence is
+# advice that may be reworded, and other ValidationErrors (no such endpoint or component, a missing
+# component header) say nothing about capacity.
+_NO_CAPACITY = re.compile(r"\binference\s+component\s+has\s+no\s+capacity\b", re.IGNORECASE)
 # Codes the endpoint's handler (inference/inference.py) puts in the first line of an error body.
 # Only these are taken from the model's answer; the message is always this function's own.
 _MODEL_CLIENT_ERRORS = {
@@ -90,6 +108,8 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     endpoint_name: str
+    # None: the endpoint serves a production variant, and InvokeEndpoint names no component.
+    inference_component_name: str | None
     read_timeout_seconds: float
     connect_timeout_seconds: float
     max_attempts: int
@@ -104,8 +124,16 @@ class Settings:
         name = env.get("ENDPOINT_NAME", "")
         if len(name) > _ENDPOINT_NAME_MAX_LENGTH or not _ENDPOINT_NAME.fullmatch(name):
             raise ConfigurationError("ENDPOINT_NAME must be set to a SageMaker endpoint name")
+        component = env.get("INFERENCE_COMPONENT_NAME") or None
+        if component is not None and (
+            len(component) > _ENDPOINT_NAME_MAX_LENGTH or not _INFERENCE_COMPONENT_NAME.fullmatch(component)
+        ):
+            raise ConfigurationError(
+                "INFERENCE_COMPONENT_NAME must be a SageMaker inference component name or unset"
+            )
         return cls(
             endpoint_name=name,
+            inference_component_name=component,
             read_timeout_seconds=_number(env, "ENDPOINT_READ_TIMEOUT_SECONDS", 10.0, 0.1, 600.0),
             connect_timeout_seconds=_number(env, "ENDPOINT_CONNECT_TIMEOUT_SECONDS", 2.0, 0.1, 60.0),
             max_attempts=int(_number(env, "ENDPOINT_MAX_ATTEMPTS", 2, 1, 10, integer=True)),
@@ -201,15 +229,18 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def invoke_endpoint(request: PredictionRequest, log: dict[str, Any]) -> dict[str, Any]:
     """Call the endpoint; its answer as the API's success body, or an :class:`ApiError`."""
+    arguments: dict[str, Any] = {
+        "EndpointName": SETTINGS.endpoint_name,
+        "ContentType": request.content_type,
+        "Accept": "application/json",
+        "CustomAttributes": f"top_k={request.top_k}",
+        "Body": request.image,
+    }
+    if SETTINGS.inference_component_name is not None:
+        arguments["InferenceComponentName"] = SETTINGS.inference_component_name
     started = time.perf_counter()
     try:
-        response = RUNTIME.invoke_endpoint(
-            EndpointName=SETTINGS.endpoint_name,
-            ContentType=request.content_type,
-            Accept="application/json",
-            CustomAttributes=f"top_k={request.top_k}",
-            Body=request.image,
-        )
+        response = RUNTIME.invoke_endpoint(**arguments)
         payload = response["Body"].read()
     except ClientError as exc:
         log["attempts"] = _attempts(exc.response)
@@ -240,10 +271,22 @@ def _endpoint_error(exc: ClientError, log: dict[str, Any]) -> ApiError:
         return _model_error(status, exc.response.get("OriginalMessage"))
     if code in _THROTTLING_CODES:
         return api_errors.throttled()
-    # ValidationError (no such endpoint: being created, deleted or renamed), ServiceUnavailable,
-    # InternalFailure, ModelNotReadyException, AccessDenied...: the caller cannot fix any of them.
     log["endpoint_status"] = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == "ValidationError" and is_no_capacity(error.get("Message")):
+        # The stage's component is scaled to zero. This failed request is what brings it back: SageMaker
+        # counts it in NoCapacityInvocationFailures, whose alarm scales the component out
+        # (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html).
+        log["endpoint_error"] = "NoCapacity"
+        return api_errors.model_starting()
+    # ValidationError (no such endpoint: being created, deleted or renamed; no such component, or none
+    # named where one is required), ServiceUnavailable, InternalFailure, ModelNotReadyException,
+    # AccessDenied...: the caller cannot fix any of them.
     return api_errors.endpoint_unavailable()
+
+
+def is_no_capacity(message: Any) -> bool:
+    """Whether a ValidationError's message is SageMaker's "inference component has no capacity"."""
+    return isinstance(message, str) and _NO_CAPACITY.search(message) is not None
 
 
 def _model_error(status: Any, original_message: Any) -> ApiError:

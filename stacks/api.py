@@ -41,6 +41,7 @@ class PredictionFunction(Construct):
         config: StageConfig,
         endpoint_name: str,
         endpoint_arn: str,
+        inference_component_arn: str | None,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -58,11 +59,13 @@ class PredictionFunction(Construct):
             "Policy",
             roles=[role],
             statements=[
-                # The one permission that matters: invoke this endpoint, by the ARN the service reports.
+                # The one permission that matters: invoke this endpoint, by the ARN the service reports, and
+                # where it hosts the model as an inference component, that component (an optional resource
+                # type of InvokeEndpoint: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
                 iam.PolicyStatement(
                     sid="InvokeThisEndpointOnly",
                     actions=["sagemaker:InvokeEndpoint"],
-                    resources=[endpoint_arn],
+                    resources=[endpoint_arn, *([inference_component_arn] if inference_component_arn else [])],
                 ),
                 iam.PolicyStatement(
                     sid="WriteOwnLogs",
@@ -102,6 +105,11 @@ class PredictionFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
                 "ENDPOINT_NAME": endpoint_name,
+                **(
+                    {"INFERENCE_COMPONENT_NAME": config.inference_component_name}
+                    if inference_component_arn
+                    else {}
+                ),
                 # Timeout budget (see StageConfig.lambda_timeout_seconds): the Lambda timeout is
                 # attempts x (connect + read) + botocore backoff + margin, and read <= 60 s, SageMaker's
                 # real-time invoke limit, which the model server timeout also matches.
@@ -174,11 +182,18 @@ class ApiStack(Stack):
         endpoint_arn: str,
         key: kms.IKey,
         alarm_topic: sns.ITopic,
+        inference_component_arn: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         api = PredictionFunction(
-            self, "Prediction", config=config, endpoint_name=endpoint_name, endpoint_arn=endpoint_arn, key=key
+            self,
+            "Prediction",
+            config=config,
+            endpoint_name=endpoint_name,
+            endpoint_arn=endpoint_arn,
+            inference_component_arn=inference_component_arn,
+            key=key,
         )
         self.function = api.function
         self.alarms = ApiAlarms(

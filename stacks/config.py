@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from stacks.instance_storage import has_local_nvme
+from stacks.instance_types import INSTANCE_SPECS
 
 DEFAULTS_CONTEXT_KEY = "dogbreed:defaults"
 STAGES_CONTEXT_KEY = "dogbreed:stages"
@@ -52,7 +53,9 @@ LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
 # fmt: on
-SERVING_MODES = ("instance", "serverless")
+# instance: real-time instances, always on. serverless: Serverless Inference (CPU). inference_component:
+# the model as an inference component on an endpoint whose instances scale to zero while it is idle.
+SERVING_MODES = ("instance", "serverless", "inference_component")
 TRAFFIC_ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 
@@ -127,6 +130,8 @@ class StageConfig:
     scale_out_cooldown_seconds: int
     serverless_memory_mb: int
     serverless_max_concurrency: int
+    # inference_component mode: minutes without an invocation before the copies (then the instances) go.
+    scale_to_zero_idle_minutes: int
     # A property of the Model (its container environment), so it is a key of its own: deriving it from the
     # Lambda's read timeout would make a Lambda-only change replace the Model and start a GPU blue/green.
     model_server_timeout_seconds: int
@@ -198,6 +203,15 @@ class StageConfig:
     @property
     def is_serverless(self) -> bool:
         return self.serving_mode == "serverless"
+
+    @property
+    def is_inference_component(self) -> bool:
+        return self.serving_mode == "inference_component"
+
+    @property
+    def inference_component_name(self) -> str:
+        """Fixed: the scalable target and the Lambda name it, and CloudFormation returns no name attribute."""
+        return f"{self.endpoint_name}-model"
 
     @property
     def instance_has_local_nvme(self) -> bool:
@@ -310,6 +324,8 @@ _CHECKS: dict[str, Check] = {
     "scale_out_cooldown_seconds": _int(0, 3600),
     "serverless_memory_mb": _choice(SERVERLESS_MEMORY_MB),
     "serverless_max_concurrency": _int(1, 200),
+    # A CloudWatch alarm evaluates at most one day (1440 one-minute periods).
+    "scale_to_zero_idle_minutes": _int(5, 1440),
     "model_server_timeout_seconds": _int(
         1, SAGEMAKER_INVOKE_LIMIT_SECONDS - MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
     ),
@@ -429,6 +445,28 @@ def _check_consistency(c: StageConfig, from_command_line: frozenset[str] = froze
         raise ConfigError(
             f"{prefix}.inference_image_tag: must be a -{device}- image for serving_mode={c.serving_mode} "
             f"and instance_type={c.instance_type} (got {c.inference_image_tag!r})"
+        )
+    if c.production and c.is_inference_component:
+        raise ConfigError(
+            f"{prefix}.serving_mode: must be instance in a production stage, which keeps at least two "
+            "instances running (inference_component scales to zero and starts again in minutes) "
+            "(got 'inference_component')"
+        )
+    if c.is_inference_component and c.instance_type not in INSTANCE_SPECS:
+        raise ConfigError(
+            f"{prefix}.instance_type: serving_mode inference_component needs the vCPUs, memory and GPUs of "
+            f"the instance type (stacks/instance_types.py knows {', '.join(sorted(INSTANCE_SPECS))}) "
+            f"(got {c.instance_type!r})"
+        )
+    if c.is_inference_component and c.data_capture_enabled:
+        raise ConfigError(
+            f"{prefix}.data_capture_enabled: must be false when serving_mode is inference_component "
+            "(SageMaker documents data capture for model-based endpoints only)"
+        )
+    if c.is_inference_component and c.traffic_routing == "CANARY":
+        raise ConfigError(
+            f"{prefix}.traffic_routing: must be ALL_AT_ONCE when serving_mode is inference_component (a new "
+            "model is a rolling update of the component's copies, not a blue/green canary) (got 'CANARY')"
         )
     if c.is_serverless and c.data_capture_enabled:
         raise ConfigError(

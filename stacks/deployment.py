@@ -66,6 +66,7 @@ def add_stage(app: App, config: StageConfig) -> StageStacks:
         config=config,
         endpoint_name=serving.endpoint_name,
         endpoint_arn=serving.endpoint_arn,
+        inference_component_arn=serving.inference_component_arn,
         key=storage.key,
         alarm_topic=serving.alarm_topic,
         description=f"dogbreed {config.stage}: prediction Lambda and Function URL",

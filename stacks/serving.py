@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -12,6 +12,7 @@ from constructs import Construct
 from stacks.config import StageConfig
 from stacks.constructs.alarms import alarm_destinations, notify_on_change
 from stacks.constructs.endpoint_alarms import VARIANT_NAME, EndpointAlarms, EndpointDashboard
+from stacks.constructs.inference_component import ModelComponent, service_linked_scaling_role
 from stacks.constructs.inference_model import InferenceModel
 from stacks.constructs.model_package import ModelApprovalNotices
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
@@ -39,9 +40,6 @@ def deployment_timeout_seconds(config: StageConfig) -> int:
     return max(MAX_DEPLOYMENT_SECONDS, GREEN_FLEET_SECONDS + waits)
 
 
-SAGEMAKER_SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
-
-
 class InferenceEndpointConfig(Construct):
     """The endpoint configuration (one variant), instance-based on a GPU type or serverless."""
 
@@ -52,11 +50,26 @@ class InferenceEndpointConfig(Construct):
         *,
         config: StageConfig,
         model: sagemaker.CfnModel,
+        model_role: iam.IRole,
         key: kms.IKey,
         artifacts: ArtifactBucket,
     ) -> None:
         super().__init__(scope, construct_id)
-        if config.is_serverless:
+        if config.is_inference_component:
+            # No model on the variant: the inference component places the model's copies. SageMaker
+            # manages the instances, down to none while no copy runs.
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                instance_type=config.instance_type,
+                initial_instance_count=config.min_instances,
+                managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
+                    status="ENABLED", min_instance_count=0, max_instance_count=config.max_instances
+                ),
+                routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                    routing_strategy="LEAST_OUTSTANDING_REQUESTS"
+                ),
+            )
+        elif config.is_serverless:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT_NAME,
                 model_name=model.attr_model_name,
@@ -90,12 +103,18 @@ class InferenceEndpointConfig(Construct):
         # Instance types with local NVMe storage (g4dn, g5, ...) encrypt it in hardware, and
         # CreateEndpointConfig rejects a KmsKeyId for them; serverless endpoints have no ML storage volume.
         volume_key = None if (config.is_serverless or config.instance_has_local_nvme) else key.key_arn
+        component = config.is_inference_component
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
             production_variants=[variant],
             kms_key_id=volume_key,
             data_capture_config=data_capture,
+            # An endpoint for inference components has no model of its own: it needs the role that pulls
+            # the image and artifact, and the network isolation the Model would otherwise carry (the
+            # SageMaker SDK sets both here for such endpoints).
+            execution_role_arn=model_role.role_arn if component else None,
+            enable_network_isolation=True if component else None,
         )
         if volume_key is None:
             reason = (
@@ -126,6 +145,18 @@ class InferenceEndpoint(Construct):
         alarms: EndpointAlarms,
     ) -> None:
         super().__init__(scope, construct_id)
+        if config.is_inference_component:
+            # A new model is the component's rolling update (ModelComponent), with its own rollback; the
+            # endpoint's config changes only with the instance settings, and SageMaker manages the count.
+            self.endpoint = sagemaker.CfnEndpoint(
+                self,
+                "Endpoint",
+                endpoint_name=config.endpoint_name,
+                endpoint_config_name=endpoint_config.attr_endpoint_config_name,
+            )
+            self.endpoint_name = self.endpoint.attr_endpoint_name
+            self.endpoint_arn = self.endpoint.attr_endpoint_arn
+            return
         if config.traffic_routing == "CANARY":
             routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
                 type="CANARY",
@@ -179,20 +210,10 @@ class EndpointAutoScaling(Construct):
         self, scope: Construct, construct_id: str, *, config: StageConfig, endpoint: sagemaker.CfnEndpoint
     ) -> None:
         super().__init__(scope, construct_id)
-        # Application Auto Scaling acts on SageMaker variants through its service-linked role (created on
-        # first use when the template names it). Left alone, ScalableTarget creates an extra role with no
-        # permissions that the service never uses.
-        service_linked_role = iam.Role.from_role_arn(
-            self,
-            "ServiceLinkedRole",
-            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/"
-            f"sagemaker.application-autoscaling.amazonaws.com/{SAGEMAKER_SCALING_ROLE}",
-            mutable=False,
-        )
         self.target = appscaling.ScalableTarget(
             self,
             "Target",
-            role=service_linked_role,
+            role=service_linked_scaling_role(self),
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{config.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
@@ -234,7 +255,13 @@ class ServingStack(Stack):
             rollback_alarms=alarms.rollback_alarms,
         )
         endpoint_config = InferenceEndpointConfig(
-            self, "Config", config=config, model=model.model, key=key, artifacts=artifacts
+            self,
+            "Config",
+            config=config,
+            model=model.model,
+            model_role=model.role,
+            key=key,
+            artifacts=artifacts,
         ).endpoint_config
         endpoint = InferenceEndpoint(
             self, "Endpoint", config=config, endpoint_config=endpoint_config, alarms=alarms
@@ -242,7 +269,20 @@ class ServingStack(Stack):
         self.endpoint_name = endpoint.endpoint_name
         self.endpoint_arn = endpoint.endpoint_arn
         self.alarm_topic = alarms.topic
-        if not config.is_serverless and config.autoscaling_enabled:
+        # The component the Lambda names, or None where the endpoint serves its model itself.
+        self.inference_component_arn: str | None = None
+        if config.is_inference_component:
+            component = ModelComponent(
+                self,
+                "Component",
+                config=config,
+                endpoint=endpoint.endpoint,
+                model=model.model,
+                rollback_alarms=alarms.rollback_alarms,
+                deployment_timeout_seconds=deployment_timeout_seconds(config),
+            )
+            self.inference_component_arn = component.component_arn
+        elif not config.is_serverless and config.autoscaling_enabled:
             EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
         EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)
         destinations = alarm_destinations(self, config, alarms.topic)

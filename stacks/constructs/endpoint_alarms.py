@@ -14,10 +14,12 @@ VARIANT_NAME = "AllTraffic"
 
 
 class EndpointAlarms(Construct):
-    """p99 model latency, 5xx count and 4xx rate of the endpoint's one variant.
+    """p99 model latency, 5xx count and 4xx rate of the endpoint's one variant, or of its inference
+    component (inference_component mode: SageMaker reports a component's invocations under the
+    ``InferenceComponentName`` dimension, as the scale-to-zero alarm in its documentation reads them).
 
-    The dimensions use the fixed endpoint name (not a reference to the endpoint) because the endpoint's
-    AutoRollbackConfiguration references these alarms: a reference back would be a cycle.
+    The dimensions use the fixed endpoint (component) name, not a reference, because the endpoint's
+    (component's) AutoRollbackConfiguration references these alarms: a reference back would be a cycle.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
@@ -25,13 +27,18 @@ class EndpointAlarms(Construct):
         # Every alarm of the stage notifies this topic, the API stack's too.
         alarm_topic = AlarmTopic(self, "Notifications", config=config, key=key)
         self.topic = alarm_topic.topic
-        dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
+        if config.is_inference_component:
+            dimensions = {"InferenceComponentName": config.inference_component_name}
+        else:
+            dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
+        variant_dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
 
         def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=namespace,
                 metric_name=name,
-                dimensions_map=dimensions,
+                # Instance metrics (CPU, GPU) stay per variant: they belong to the instances.
+                dimensions_map=dimensions if namespace == "AWS/SageMaker" else variant_dimensions,
                 statistic=statistic,
                 period=PERIOD,
             )
@@ -45,6 +52,8 @@ class EndpointAlarms(Construct):
         self.instance_count = metric("CPUUtilization", "SampleCount", namespace="/aws/sagemaker/Endpoints")
         self.gpu_utilization = metric("GPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
         self.cpu_utilization = metric("CPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
+        # Requests that found no copy (inference_component mode, scaled to zero): the scale-out signal.
+        self.no_capacity = metric("NoCapacityInvocationFailures", "Maximum")
 
         self.latency = alarm(
             self,
@@ -104,7 +113,12 @@ class EndpointDashboard(Construct):
         )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Invocations", left=[alarms.invocations], width=8),
-            cloudwatch.GraphWidget(title="Errors", left=[alarms.errors_4xx, alarms.errors_5xx], width=8),
+            cloudwatch.GraphWidget(
+                title="Errors",
+                left=[alarms.errors_4xx, alarms.errors_5xx]
+                + ([alarms.no_capacity] if config.is_inference_component else []),
+                width=8,
+            ),
             cloudwatch.GraphWidget(
                 title="Latency (microseconds)",
                 left=[alarms.model_latency_p50, alarms.model_latency_p99, alarms.overhead_latency_p99],

@@ -170,3 +170,209 @@ def test_lambda_is_priced_for_the_architecture_the_api_stack_deploys():
     (function,) = [r for r in resources if r["Type"] == "AWS::Lambda::Function"]
     assert function["Properties"]["Architectures"] == ["arm64"]
     assert "Arm" in cost.PRICE_SOURCES["lambda"]
+
+
+# --- Idle cost per stage, and the cold start of scaling to zero (serving_mode=inference_component) ---
+
+G4DN_HOURLY = cost.INSTANCES["ml.g4dn.xlarge"].usd_per_hour
+EIGHT_HOUR_DAYS = cost.UsagePattern("8 h a day, 20 working days", sessions=20, session_hours=8.0)
+
+
+def test_an_instance_stage_pays_its_minimum_around_the_clock_with_no_traffic():
+    # prod: 2 x $0.7364 x 730 h = $1,075.14 a month of nothing but waiting.
+    assert cost.idle_usd_per_month("instance", G4DN_HOURLY, min_instances=2) == pytest.approx(
+        2 * G4DN_HOURLY * 730
+    )
+    assert cost.idle_instances("instance", 2) == 2
+
+
+@pytest.mark.parametrize("mode", ["inference_component", "serverless"])
+def test_scale_to_zero_and_serverless_run_no_instance_while_idle(mode):
+    # min_instances is the instance-mode floor; it must not leak into the modes that keep none.
+    assert cost.idle_instances(mode, min_instances=2) == 0
+    assert cost.idle_usd_per_month(mode, G4DN_HOURLY, min_instances=2) == 0
+
+
+def test_an_idle_episode_is_the_idle_timeout_then_the_instance_scale_in():
+    # AWS's blog: copies reach zero after the policy's idle period, "then ... an additional 10 minutes".
+    assert "additional 10 minutes" in cost.SCALE_TO_ZERO_QUOTES["blog"]
+    assert cost.INSTANCE_SCALE_IN_MINUTES == 10
+    assert cost.idle_episode_minutes(30) == 40
+    # One g4dn instance for 40 minutes: $0.49.
+    assert cost.idle_episode_usd(G4DN_HOURLY, 30) == pytest.approx(G4DN_HOURLY * 40 / 60)
+    assert cost.idle_episode_usd(G4DN_HOURLY, 30, instances=2) == pytest.approx(2 * G4DN_HOURLY * 40 / 60)
+
+
+def test_a_scale_to_zero_stage_bills_each_session_its_cold_start_hours_and_idle_episode():
+    hours = cost.instance_hours_per_month(
+        "inference_component",
+        EIGHT_HOUR_DAYS,
+        min_instances=1,
+        scale_to_zero_idle_minutes=30,
+        cold_start_minutes=5.0,
+    )
+    # 20 x (5 min + 8 h + 40 min) = 20 x 8.75 h.
+    assert hours == pytest.approx(20 * (5 / 60 + 8 + 40 / 60))
+    # Idle all month: nothing; a longer idle timeout costs more per session.
+    idle = cost.UsagePattern("idle", 0, 0.0)
+    assert cost.instance_hours_per_month("inference_component", idle, 1, 30) == 0
+    longer = cost.instance_hours_per_month("inference_component", EIGHT_HOUR_DAYS, 1, 60, 5.0)
+    assert longer - hours == pytest.approx(20 * 30 / 60)
+
+
+def test_traffic_around_the_clock_bills_a_scale_to_zero_stage_the_month_not_more():
+    always = cost.UsagePattern("24/7", 1, float(cost.HOURS_PER_MONTH))
+    assert cost.instance_hours_per_month("inference_component", always, 1, 30) == cost.HOURS_PER_MONTH
+
+
+def test_an_instance_stage_costs_the_same_in_every_usage_pattern():
+    for pattern in cost.USAGE_PATTERNS:
+        assert cost.instance_hours_per_month("instance", pattern, 2, 30) == 2 * cost.HOURS_PER_MONTH
+        assert cost.instance_hours_per_month("serverless", pattern, 2, 30) == 0
+
+
+def test_an_unknown_serving_mode_is_refused_not_priced_as_zero():
+    with pytest.raises(ValueError, match="serving_mode"):
+        cost.idle_usd_per_month("inference-component", G4DN_HOURLY, 1)
+
+
+def test_cold_start_estimate_comes_from_aws_published_steps_and_is_not_measured_here():
+    assert cost.SCALE_TO_ZERO_SOURCES["docs"].startswith(
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html"
+    )
+    assert cost.SCALE_TO_ZERO_SOURCES["blog"].startswith(
+        "https://aws.amazon.com/blogs/machine-learning/unlock-cost-savings-with-the-new-scale-down-to-zero-"
+        "feature-in-amazon-sagemaker-inference/"
+    )
+    assert "several minutes" in cost.SCALE_TO_ZERO_QUOTES["docs"]
+    # The blog's measured steps (Llama3-8B, GPU): alarm ~1, instance ~1.75, model copy ~2.3, ~5 in all.
+    assert cost.BLOG_COLD_START_MINUTES == {"alarm": 1.0, "instance": 1.75, "model_copy": 2.3}
+    low, high = cost.COLD_START_MINUTES
+    assert low == pytest.approx(2.75)  # alarm + instance: our copy cannot skip those
+    assert high == pytest.approx(5.05)  # the whole measured scale-out, with a far larger model
+    row = cost.stage_cost("dev", "inference_component", "ml.g4dn.xlarge", 1, 30, 1)
+    assert "2.8-5.0 min (estimate, not measured here)" in cost.format_stage_table([row])
+
+
+def test_dev_scaled_to_zero_idles_cheaper_than_dev_on_an_instance_by_the_instance_month():
+    as_component = cost.stage_cost(
+        "dev",
+        "inference_component",
+        "ml.g4dn.xlarge",
+        min_instances=1,
+        scale_to_zero_idle_minutes=30,
+        lambda_provisioned_concurrency=1,
+    )
+    as_instance = cost.stage_cost(
+        "dev",
+        "instance",
+        "ml.g4dn.xlarge",
+        min_instances=1,
+        scale_to_zero_idle_minutes=30,
+        lambda_provisioned_concurrency=1,
+    )
+    # The Lambda's provisioned concurrency is billed idle in both; the difference is one g4dn month.
+    lambda_unit = cost.lambda_provisioned_usd_per_month(1, 512)
+    assert as_component["idle_usd_per_month"] == pytest.approx(lambda_unit)
+    assert as_instance["idle_usd_per_month"] == pytest.approx(G4DN_HOURLY * 730 + lambda_unit)
+    saving = as_instance["idle_usd_per_month"] - as_component["idle_usd_per_month"]
+    assert saving == pytest.approx(537.572)  # the "about $540/month" dev paid to sit idle
+    assert as_component["idle_episode"]["usd"] == pytest.approx(G4DN_HOURLY * 40 / 60)
+    assert as_instance["idle_episode"] is None and as_instance["cold_start_minutes"] is None
+
+
+def test_lambda_provisioned_concurrency_is_billed_whatever_the_traffic():
+    # 2 units x 0.5 GB x 730 h x 3600 s x $0.0000033334 per GB-s.
+    assert cost.lambda_provisioned_usd_per_month(2, 512) == pytest.approx(
+        2 * 0.5 * cost.SECONDS_PER_MONTH * cost.LAMBDA_USD_PER_GB_SECOND_PROVISIONED
+    )
+    assert cost.lambda_cost(0.1)["provisioned_usd_per_month_per_unit"] == pytest.approx(
+        cost.lambda_provisioned_usd_per_month(1, 512)
+    )
+    row = cost.stage_cost("prod", "instance", "ml.g4dn.xlarge", 2, 30, lambda_provisioned_concurrency=2)
+    for entry in row["monthly"].values():
+        assert entry["usd_per_month"] == pytest.approx(
+            2 * G4DN_HOURLY * 730 + cost.lambda_provisioned_usd_per_month(2, 512)
+        )
+
+
+def test_a_usage_pattern_prices_instance_hours_plus_provisioned_concurrency():
+    row = cost.stage_cost(
+        "dev", "inference_component", "ml.g4dn.xlarge", 1, 30, 1, patterns=[EIGHT_HOUR_DAYS]
+    )
+    entry = row["monthly"][EIGHT_HOUR_DAYS.name]
+    hours = 20 * (cost.COLD_START_MINUTES[1] / 60 + 8 + 40 / 60)
+    assert entry["instance_hours"] == pytest.approx(hours)
+    assert entry["usd_per_month"] == pytest.approx(
+        hours * G4DN_HOURLY + cost.lambda_provisioned_usd_per_month(1)
+    )
+
+
+def test_a_serverless_stage_has_no_instance_price_and_says_compute_is_per_request():
+    row = cost.stage_cost("dev", "serverless", "ml.g4dn.xlarge", 1, 30, 0)
+    assert row["instance_type"] is None and row["idle_usd_per_month"] == 0
+    assert "0 (0 h) + per request" in cost.format_stage_table([row])
+
+
+def test_a_stage_on_an_unpriced_instance_type_is_refused():
+    with pytest.raises(ValueError, match="no price"):
+        cost.stage_cost("dev", "instance", "ml.p5.48xlarge", 1, 30, 1)
+
+
+def test_the_stage_table_reads_cdk_json_through_the_stage_loader(monkeypatch):
+    from stacks import model_environment
+
+    configs = {
+        "dev": cost_config("inference_component", min_instances=1, idle_minutes=45, provisioned=1),
+        "prod": cost_config("instance", min_instances=2, idle_minutes=30, provisioned=2),
+    }
+    monkeypatch.setattr(model_environment, "stage_config_from_cdk_json", configs.__getitem__)
+    rows = {row["stage"]: row for row in cost.stage_costs_from_cdk_json()}
+    # A stage that scales to zero is shown next to itself on an always-on instance.
+    assert list(rows) == ["dev", "dev if instance", "prod"]
+    assert rows["dev"]["idle_episode"]["minutes"] == 55  # its own timeout, not a default
+    assert rows["dev if instance"]["idle_usd_per_month"] == pytest.approx(
+        G4DN_HOURLY * 730 + cost.lambda_provisioned_usd_per_month(1)
+    )
+    assert rows["prod"]["idle_instances"] == 2
+
+
+def cost_config(mode: str, min_instances: int, idle_minutes: int, provisioned: int):
+    """The StageConfig fields the cost tool reads."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        serving_mode=mode,
+        instance_type="ml.g4dn.xlarge",
+        min_instances=min_instances,
+        max_instances=min_instances + 1,
+        scale_to_zero_idle_minutes=idle_minutes,
+        lambda_provisioned_concurrency=provisioned,
+        lambda_memory_mb=512,
+    )
+
+
+def test_cli_prints_each_stage_of_cdk_json(capsys):
+    assert cost.main(["--stages"]) == 0
+    out = capsys.readouterr().out
+    assert "| stage | serving mode | instances while idle | idle all month |" in out
+    assert "| prod | instance `ml.g4dn.xlarge` | 2 |" in out
+
+
+def test_the_cost_section_prints_the_stage_rows_it_is_given():
+    from bench import report
+
+    rows = [
+        cost.stage_cost("dev", "inference_component", "ml.g4dn.xlarge", 1, 30, 1),
+        cost.stage_cost("dev if instance", "instance", "ml.g4dn.xlarge", 1, 30, 1),
+    ]
+    text = report.cost_section({"cost_error": "no measurements"}, stages=rows)
+    assert "Not computed: no measurements." in text  # the measured part; the idle part needs none
+    assert cost.format_stage_table(rows) in text
+    assert (
+        "**dev idle: $4.38/month in `inference_component` mode vs $541.95 in `instance` mode: $537.57 less**"
+        in text
+    )
+    assert "dev 40 min, $0.49 per episode" in text
+    assert "2.8-5.0 minutes from zero to the first answer, not measured here" in text
+    assert cost.SCALE_TO_ZERO_SOURCES["docs"] in text and cost.SCALE_TO_ZERO_SOURCES["blog"] in text

@@ -139,6 +139,8 @@ class ExampleDeployment:
         if (kind, attribute) == ("AWS::SageMaker::EndpointConfig", "EndpointConfigName"):
             name = self._property(stack, logical_id, "EndpointConfigName")
             return name or self.physical_name(stack, logical_id)
+        if (kind, attribute) == ("AWS::SageMaker::Endpoint", "EndpointName"):
+            return self._property(stack, logical_id, "EndpointName") or self.physical_name(stack, logical_id)
         raise NotImplementedError(f"{stack}: GetAtt {kind} {logical_id}.{attribute}")
 
     def _property(self, stack: str, logical_id: str, name: str) -> Any:

@@ -107,6 +107,17 @@ def stages(dev, prod) -> dict[str, SynthesizedStage]:
     return {"dev": dev, "prod": prod}
 
 
+@pytest.fixture(scope="session")
+def dev_instance(tmp_path_factory) -> SynthesizedStage:
+    """dev served the way prod is (serving_mode instance), for what holds for every instance-mode stage."""
+    return synth_stage(tmp_path_factory.mktemp("dev-instance"), "dev", serving_mode="instance")
+
+
+@pytest.fixture(scope="session")
+def instance_stages(dev_instance, prod) -> dict[str, SynthesizedStage]:
+    return {"dev": dev_instance, "prod": prod}
+
+
 # An AMI id of the right form for the optional training host (training_host_ami_id is required with it).
 PINNED_AMI = "ami-0123456789abcdef0"
 

@@ -130,6 +130,7 @@ BAD_VALUES = [
     ("scale_in_cooldown_seconds", -1, "must be an integer from 0 to 3600"),
     ("scale_out_cooldown_seconds", 7200, "must be an integer from 0 to 3600"),
     ("serverless_memory_mb", 1000, "must be one of 1024, 2048, 3072, 4096, 5120, 6144"),
+    ("scale_to_zero_idle_minutes", 4, "must be an integer from 5 to 1440"),
     ("serverless_max_concurrency", 201, "must be an integer from 1 to 200"),
     # At most SageMaker's 60 s invocation limit less the margin the caller's read timeout needs above it.
     ("model_server_timeout_seconds", 59, "must be an integer from 1 to 58"),
@@ -219,7 +220,7 @@ def test_unknown_key_is_rejected_so_typos_do_not_pass_silently():
         ),
         (
             "dev",
-            {"instance_type": "ml.m5.xlarge"},
+            {"serving_mode": "instance", "instance_type": "ml.m5.xlarge"},
             "dogbreed:stages.dev.inference_image_tag: must be a -cpu- image for serving_mode=instance",
         ),
         (
@@ -247,8 +248,36 @@ def test_unknown_key_is_rejected_so_typos_do_not_pass_silently():
         ),
         (
             "dev",
-            {"traffic_routing": "CANARY", "min_instances": 1},
+            {"serving_mode": "instance", "traffic_routing": "CANARY", "min_instances": 1},
             "dogbreed:stages.dev.traffic_routing: must be ALL_AT_ONCE when min_instances is 1",
+        ),
+        (
+            "dev",
+            {"traffic_routing": "CANARY", "min_instances": 2},
+            "dogbreed:stages.dev.traffic_routing: must be ALL_AT_ONCE when serving_mode is "
+            "inference_component",
+        ),
+        (
+            "dev",
+            {"data_capture_enabled": True},
+            "dogbreed:stages.dev.data_capture_enabled: must be false when serving_mode is "
+            "inference_component",
+        ),
+        (
+            "dev",
+            {"instance_type": "ml.p3.2xlarge"},
+            "dogbreed:stages.dev.instance_type: serving_mode inference_component needs the vCPUs, memory and "
+            "GPUs of the instance type",
+        ),
+        (
+            "prod",
+            {
+                "serving_mode": "inference_component",
+                "data_capture_enabled": False,
+                "traffic_routing": "ALL_AT_ONCE",
+            },
+            "dogbreed:stages.prod.serving_mode: must be instance in a production stage, which keeps at least "
+            "two instances running",
         ),
         (
             "prod",
@@ -319,18 +348,22 @@ def test_lambda_timeout_covers_botocores_longest_backoff(attempts):
 
 
 def test_local_nvme_instances_are_recognised():
-    assert load(instance_type="ml.g4dn.xlarge").instance_has_local_nvme
-    assert load(instance_type="ml.g5.2xlarge").instance_has_local_nvme
-    assert not load(instance_type="ml.p3.2xlarge").instance_has_local_nvme
+    assert load(serving_mode="instance", instance_type="ml.g4dn.xlarge").instance_has_local_nvme
+    assert load(serving_mode="instance", instance_type="ml.g5.2xlarge").instance_has_local_nvme
+    assert not load(serving_mode="instance", instance_type="ml.p3.2xlarge").instance_has_local_nvme
     # A KmsKeyId on these fails CreateEndpointConfig; leaving it off an EBS-only type (inf2) would
     # skip the customer key and acknowledge the nag finding with a false reason.
-    assert load(instance_type="ml.p5e.48xlarge").instance_has_local_nvme
-    assert load(instance_type="ml.p5en.48xlarge").instance_has_local_nvme
+    assert load(serving_mode="instance", instance_type="ml.p5e.48xlarge").instance_has_local_nvme
+    assert load(serving_mode="instance", instance_type="ml.p5en.48xlarge").instance_has_local_nvme
     cpu = "2.6.0-cpu-py312"
-    assert load(instance_type="ml.trn1.2xlarge", inference_image_tag=cpu).instance_has_local_nvme
-    assert not load(instance_type="ml.inf2.xlarge", inference_image_tag=cpu).instance_has_local_nvme
+    assert load(
+        serving_mode="instance", instance_type="ml.trn1.2xlarge", inference_image_tag=cpu
+    ).instance_has_local_nvme
     assert not load(
-        instance_type="ml.m5.xlarge", inference_image_tag="2.6.0-cpu-py312"
+        serving_mode="instance", instance_type="ml.inf2.xlarge", inference_image_tag=cpu
+    ).instance_has_local_nvme
+    assert not load(
+        serving_mode="instance", instance_type="ml.m5.xlarge", inference_image_tag="2.6.0-cpu-py312"
     ).instance_has_local_nvme
 
 

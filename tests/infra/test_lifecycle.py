@@ -209,10 +209,17 @@ def test_the_4xx_rate_notifies_but_never_rolls_back(stages, stage):
             "errors / invocations" in m.get("Expression", "") for m in alarm["Properties"].get("Metrics", [])
         )
     ]
-    endpoint = only(synth.resources("serving", "AWS::SageMaker::Endpoint"))["Properties"]
+    # The endpoint rolls a blue/green update back; in inference_component mode the component its rolling one.
+    kind = (
+        "AWS::SageMaker::InferenceComponent"
+        if synth.config.is_inference_component
+        else "AWS::SageMaker::Endpoint"
+    )
+    deployed = only(synth.resources("serving", kind))["Properties"]
     rollback = {
-        a["AlarmName"]["Ref"] for a in endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+        a["AlarmName"]["Ref"] for a in deployed["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
     }
+    assert rollback
     assert rate_id not in rollback
     assert alarms[rate_id]["Properties"]["AlarmActions"]
 
@@ -273,8 +280,11 @@ def test_every_service_principal_on_the_key_is_held_to_this_account(stages, stag
 # --- scale limits: a new maximum is an in-place update of the scalable target alone -----------------------
 
 
-def test_a_new_maximum_changes_only_the_scalable_target(dev, tmp_path):
-    changed = synth_stage(tmp_path, "dev", max_instances=dev.config.max_instances + 2)
+def test_a_new_maximum_changes_only_the_scalable_target(dev_instance, tmp_path):
+    dev = dev_instance
+    changed = synth_stage(
+        tmp_path, "dev", serving_mode="instance", max_instances=dev.config.max_instances + 2
+    )
 
     def without_target(synth) -> dict:
         return {

@@ -26,6 +26,12 @@ UPDATE_ONLY = ("RetainAllVariantProperties", "ExcludeRetainedVariantProperties",
 CALLS = {
     "AWS::SageMaker::Model": [("CreateModel", "ModelName", ())],
     "AWS::SageMaker::EndpointConfig": [("CreateEndpointConfig", "EndpointConfigName", ())],
+    # CloudFormation creates the component, then applies a new model with UpdateInferenceComponent, the one
+    # call that takes the rolling-update DeploymentConfig.
+    "AWS::SageMaker::InferenceComponent": [
+        ("CreateInferenceComponent", "InferenceComponentName", ("DeploymentConfig",)),
+        ("UpdateInferenceComponent", "InferenceComponentName", ("EndpointName", "VariantName", "Tags")),
+    ],
     "AWS::SageMaker::Endpoint": [
         ("CreateEndpoint", "EndpointName", UPDATE_ONLY),
         ("UpdateEndpoint", "EndpointName", ("Tags",)),
@@ -67,6 +73,7 @@ def cpu_instance(tmp_path_factory) -> SynthesizedStage:
     return synth_stage(
         tmp_path_factory.mktemp("shapes-cpu"),
         "dev",
+        serving_mode="instance",
         instance_type="ml.m5.large",
         inference_image_tag="2.6.0-cpu-py312",
         data_capture_enabled=True,
@@ -90,7 +97,10 @@ def assert_valid(operation: str, request: dict[str, Any]) -> None:
 
 def test_every_sagemaker_call_of_the_stage_is_valid_for_the_api(variant):
     requests = sagemaker_requests(variant)
-    assert set(requests) == OPERATIONS
+    # The inference component exists only in that serving mode (dev's default).
+    component = {"CreateInferenceComponent", "UpdateInferenceComponent"}
+    expected = OPERATIONS if variant.config.is_inference_component else OPERATIONS - component
+    assert set(requests) == expected
     for operation, request in requests.items():
         assert_valid(operation, request)
 
@@ -104,9 +114,10 @@ def test_the_variants_cover_what_the_config_can_switch(stages, serverless, cpu_i
     assert any("ServerlessConfig" in v for v in variants) and any("InstanceType" in v for v in variants)
     assert any("KmsKeyId" in config for config in configs)
     assert any("DataCaptureConfig" in config for config in configs)
+    assert any("ManagedInstanceScaling" in v for v in variants)  # dev: inference_component
     routing = [
         sagemaker_requests(s)["UpdateEndpoint"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
-        for s in stages.values()
+        for s in (stages["prod"], cpu_instance)
     ]
     assert {r["TrafficRoutingConfiguration"]["Type"] for r in routing} == {"ALL_AT_ONCE", "CANARY"}
 

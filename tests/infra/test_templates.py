@@ -308,8 +308,8 @@ def test_model_role_reads_only_its_artifact_and_pulls_only_its_image(stages, sta
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_model_role_can_read_the_rollback_alarms_and_publish_instance_metrics(stages, stage):
-    synth = stages[stage]
+def test_model_role_can_read_the_rollback_alarms_and_publish_instance_metrics(instance_stages, stage):
+    synth = instance_stages[stage]
     statements = statements_by_sid(synth, "serving")
     alarm_ids = sorted(synth.resources("serving", "AWS::CloudWatch::Alarm"))
     describe = statements["ReadRollbackAlarms"]
@@ -346,8 +346,8 @@ def test_endpoint_log_group_is_declared_encrypted_with_retention_before_the_mode
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_endpoint_config_is_gpu_with_min_instances_and_no_kms_on_local_nvme(stages, stage):
-    synth = stages[stage]
+def test_endpoint_config_is_gpu_with_min_instances_and_no_kms_on_local_nvme(instance_stages, stage):
+    synth = instance_stages[stage]
     config = synth.config
     endpoint_config = only(synth.resources("serving", "AWS::SageMaker::EndpointConfig"))["Properties"]
     assert "EndpointConfigName" not in endpoint_config
@@ -376,8 +376,10 @@ def test_dev_does_not_capture_data(dev):
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_what_the_model_causes(stages, stage):
-    synth = stages[stage]
+def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_what_the_model_causes(
+    instance_stages, stage
+):
+    synth = instance_stages[stage]
     endpoint = only(synth.resources("serving", "AWS::SageMaker::Endpoint"))["Properties"]
     assert endpoint["EndpointName"] == f"dogbreed-{stage}"
     alarms = synth.resources("serving", "AWS::CloudWatch::Alarm")
@@ -403,8 +405,8 @@ def test_endpoint_has_fixed_name_and_blue_green_with_rollback_on_what_the_model_
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_alarms_watch_latency_5xx_and_4xx_rate_of_this_endpoint(stages, stage):
-    synth = stages[stage]
+def test_alarms_watch_latency_5xx_and_4xx_rate_of_this_endpoint(instance_stages, stage):
+    synth = instance_stages[stage]
     config = synth.config
     template = synth.template("serving")
     dimensions = [
@@ -477,8 +479,8 @@ def test_without_provisioned_concurrency_there_is_no_spillover_alarm(tmp_path):
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_endpoint_scales_on_invocations_per_instance(stages, stage):
-    synth = stages[stage]
+def test_endpoint_scales_on_invocations_per_instance(instance_stages, stage):
+    synth = instance_stages[stage]
     config = synth.config
     template = synth.template("serving")
     target = only(synth.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget"))
@@ -537,8 +539,8 @@ def endpoint_reference(synth, value: dict, attribute: str) -> bool:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_lambda_can_only_invoke_its_endpoint(stages, stage):
-    synth = stages[stage]
+def test_lambda_can_only_invoke_its_endpoint(instance_stages, stage):
+    synth = instance_stages[stage]
     policies = synth.resources("api", "AWS::IAM::ManagedPolicy")
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
     sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))]

@@ -17,7 +17,9 @@ RETRAINED_URL = "s3://dogbreed-dev-artifacts/training-output/job-2/output/model.
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory):
-    return synth_stage(tmp_path_factory.mktemp("retrained"), "dev", model_data_url=RETRAINED_URL)
+    return synth_stage(
+        tmp_path_factory.mktemp("retrained"), "dev", model_data_url=RETRAINED_URL, serving_mode="instance"
+    )
 
 
 def only(resources: dict) -> tuple[str, dict]:
@@ -25,8 +27,8 @@ def only(resources: dict) -> tuple[str, dict]:
     return next(iter(resources.items()))
 
 
-def test_new_model_url_updates_the_same_endpoint_in_place(dev, retrained):
-    _, endpoint_before = only(dev.resources("serving", "AWS::SageMaker::Endpoint"))
+def test_new_model_url_updates_the_same_endpoint_in_place(dev_instance, retrained):
+    _, endpoint_before = only(dev_instance.resources("serving", "AWS::SageMaker::Endpoint"))
     _, endpoint_after = only(retrained.resources("serving", "AWS::SageMaker::Endpoint"))
     # Same name, so CloudFormation updates the endpoint (blue/green) rather than replacing it.
     assert (
@@ -39,8 +41,8 @@ def test_new_model_url_updates_the_same_endpoint_in_place(dev, retrained):
     )  # it points at the config by GetAtt: only the config's name changes
 
 
-def test_new_model_url_replaces_model_and_endpoint_config(dev, retrained):
-    model_id, model_before = only(dev.resources("serving", "AWS::SageMaker::Model"))
+def test_new_model_url_replaces_model_and_endpoint_config(dev_instance, retrained):
+    model_id, model_before = only(dev_instance.resources("serving", "AWS::SageMaker::Model"))
     _, model_after = only(retrained.resources("serving", "AWS::SageMaker::Model"))
     before = model_before["Properties"]["PrimaryContainer"]["ModelDataUrl"]
     after = model_after["Properties"]["PrimaryContainer"]["ModelDataUrl"]
@@ -55,11 +57,13 @@ def test_new_model_url_replaces_model_and_endpoint_config(dev, retrained):
     }
 
 
-def test_new_model_url_changes_only_the_model_artifact_grant(dev, retrained):
-    assert retrained.templates["api"] == dev.templates["api"]  # Lambda config and invoke policy unchanged
-    assert retrained.templates["storage"] == dev.templates["storage"]
-    assert retrained.templates["training"] == dev.templates["training"]
-    policy_before = str(dev.templates["serving"]["Resources"])
+def test_new_model_url_changes_only_the_model_artifact_grant(dev_instance, retrained):
+    assert (
+        retrained.templates["api"] == dev_instance.templates["api"]
+    )  # Lambda config and invoke policy unchanged
+    assert retrained.templates["storage"] == dev_instance.templates["storage"]
+    assert retrained.templates["training"] == dev_instance.templates["training"]
+    policy_before = str(dev_instance.templates["serving"]["Resources"])
     policy_after = str(retrained.templates["serving"]["Resources"])
     assert "dogbreed-dev-artifacts/training-output/job-2/output/model.tar.gz" in policy_after
     assert "example-bucket/model/model.tar.gz" in policy_before
@@ -80,17 +84,17 @@ def _artifact_policy(synth) -> tuple[str, dict]:
     )
 
 
-def test_new_model_url_adds_a_new_artifact_grant_instead_of_editing_the_old_one(dev, retrained):
+def test_new_model_url_adds_a_new_artifact_grant_instead_of_editing_the_old_one(dev_instance, retrained):
     # A new logical id: CloudFormation creates the new grant and deletes the old one only in the cleanup
     # phase, so a rollback of a failed blue/green update (back to the old model, on fresh instances that
     # download the old artifact) still finds the old artifact readable.
-    before_id, before = _artifact_policy(dev)
+    before_id, before = _artifact_policy(dev_instance)
     after_id, _ = _artifact_policy(retrained)
     assert before_id != after_id
     (statement,) = before["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "s3:GetObject"
     # The other model policy (image, logs, key) keeps its logical id and is untouched.
-    others_before = set(dev.resources("serving", "AWS::IAM::ManagedPolicy")) - {before_id}
+    others_before = set(dev_instance.resources("serving", "AWS::IAM::ManagedPolicy")) - {before_id}
     others_after = set(retrained.resources("serving", "AWS::IAM::ManagedPolicy")) - {after_id}
     assert others_before == others_after
     # The model is created only once its artifact grant exists.
@@ -235,7 +239,7 @@ def test_equal_provisioned_bounds_give_fixed_provisioned_concurrency_without_aut
 def test_autoscaling_can_be_switched_off_for_an_instance_type_change(tmp_path):
     """SageMaker rejects UpdateEndpoint to another instance type while the variant is a scalable target:
     one deploy without the target deregisters it, and the endpoint itself stays as it was."""
-    unscaled = synth_stage(tmp_path, "dev", autoscaling_enabled=False)
+    unscaled = synth_stage(tmp_path, "dev", serving_mode="instance", autoscaling_enabled=False)
     targets = unscaled.resources("serving", "AWS::ApplicationAutoScaling::ScalableTarget")
     assert targets == {}
     _, endpoint = only(unscaled.resources("serving", "AWS::SageMaker::Endpoint"))
