@@ -252,7 +252,8 @@ def _deployed_reservation(config: StageConfig, clients: Clients) -> int:
 
 
 def check_endpoint_capacity(config: StageConfig, quotas: QuotaBook, region: str) -> Result:
-    """Instance mode: room for two fleets of the endpoint's instance type; serverless: its concurrency."""
+    """Instance mode: room for two fleets of the endpoint's instance type; inference_component mode: for
+    ``max_instances`` and one more; serverless: its concurrency."""
     if config.is_serverless:
         quota = quotas.named("sagemaker", SERVERLESS_QUOTA_NAME)
         if quota is None:
@@ -265,6 +266,8 @@ def check_endpoint_capacity(config: StageConfig, quotas: QuotaBook, region: str)
     quota = quotas.named("sagemaker", name)
     if quota is None:
         return _missing(ENDPOINT_CHECK, name, "sagemaker", region)
+    if config.is_inference_component:
+        return _component_capacity(config, quota, region)
     # A blue/green update launches the green fleet while the blue one keeps serving
     # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html), at the
     # count autoscaling had reached (the endpoint retains its variant properties: stacks/serving.py).
@@ -275,6 +278,23 @@ def check_endpoint_capacity(config: StageConfig, quotas: QuotaBook, region: str)
     )
     needed = 2 * fleet
     why = f"a blue/green update runs two fleets of up to {fleet} ({key}): {needed} x {config.instance_type}"
+    if quota.value < config.min_instances:
+        why += f", and even the first deploy needs {config.min_instances} (min_instances)"
+    why += " (other endpoints of the account not counted)"
+    return _compare(ENDPOINT_CHECK, quota, needed, why, region)
+
+
+def _component_capacity(config: StageConfig, quota: Quota, region: str) -> Result:
+    """Managed instance scaling runs the endpoint up to ``max_instances`` (one copy per instance), and a
+    rolling update starts its one new copy, so one more instance, before it stops an old one."""
+    needed = config.max_instances + 1
+    why = (
+        f"managed instance scaling runs up to {config.max_instances} (max_instances) and a rolling update "
+        f"starts one new copy, one more instance, before it stops an old one: {needed} x "
+        f"{config.instance_type}"
+    )
+    # The endpoint starts with InitialInstanceCount (min_instances, at least 1 in the API) before the
+    # component places its first copy.
     if quota.value < config.min_instances:
         why += f", and even the first deploy needs {config.min_instances} (min_instances)"
     why += " (other endpoints of the account not counted)"

@@ -229,6 +229,33 @@ def test_an_endpoint_quota_below_two_fleets_will_fail_naming_the_quota(
     assert ("even the first deploy needs 2 (min_instances)" in failing) is first_deploy_fails
 
 
+@pytest.mark.parametrize(
+    ("endpoint_quota", "status", "first_deploy_fails"),
+    [(3, OK, False), (2, WILL_FAIL, False), (0, WILL_FAIL, True)],
+    ids=["max-and-one-more", "max-only", "none-at-all"],
+)
+def test_an_inference_component_stage_needs_its_maximum_and_one_instance_more(
+    account, capsys, endpoint_quota, status, first_deploy_fails
+):
+    """dev (inference_component in cdk.json): managed instance scaling runs up to max_instances (2), and a
+    rolling update starts a new copy, on an instance of its own, before it stops an old one."""
+    account.lambda_limits(1000, 1000).api_stack_absent("dev")
+    account.sagemaker_quotas(endpoint=endpoint_quota, spot_training=2).training_log_group(exists=True)
+
+    code, lines = account.preflight("--stage", "dev", capsys=capsys)
+
+    endpoint = line(lines, "SageMaker endpoint")
+    assert endpoint.startswith(status)
+    assert code == (0 if status == OK else 1)
+    assert (
+        "managed instance scaling runs up to 2 (max_instances) and a rolling update starts one new copy, "
+        "one more instance, before it stops an old one: 3 x ml.g4dn.xlarge"
+    ) in endpoint
+    assert "two fleets" not in endpoint
+    assert ("--quota-code L-EXAMPLE01 --desired-value 3" in endpoint) is (status == WILL_FAIL)
+    assert ("even the first deploy needs 1 (min_instances)" in endpoint) is first_deploy_fails
+
+
 def test_a_quota_on_the_second_page_of_list_service_quotas_is_found(account, capsys):
     account.lambda_limits(1000, 1000).api_stack_absent("prod")
     account.quotas(
