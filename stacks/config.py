@@ -324,8 +324,10 @@ _CHECKS: dict[str, Check] = {
     "scale_out_cooldown_seconds": _int(0, 3600),
     "serverless_memory_mb": _choice(SERVERLESS_MEMORY_MB),
     "serverless_max_concurrency": _int(1, 200),
-    # A CloudWatch alarm evaluates at most one day (1440 one-minute periods).
-    "scale_to_zero_idle_minutes": _int(5, 1440),
+    # At least 15: a cold start takes minutes (about 5 by AWS's blog, over 9 in a third-party measurement),
+    # and an idle period shorter than that would stop a copy a caller that does not retry started. At most
+    # a day: a CloudWatch alarm evaluates at most 1440 one-minute periods.
+    "scale_to_zero_idle_minutes": _int(15, 1440),
     "model_server_timeout_seconds": _int(
         1, SAGEMAKER_INVOKE_LIMIT_SECONDS - MODEL_SERVER_TIMEOUT_MARGIN_SECONDS
     ),

@@ -3,7 +3,7 @@
 An inference component states what one copy of the model needs (``ComputeResourceRequirements``), and
 SageMaker places copies on instances that have it. From the instance type pages
 (https://aws.amazon.com/sagemaker/pricing/ lists the same vCPU/memory per ``ml.`` type;
-https://aws.amazon.com/ec2/instance-types/g4/, /g5/, /g6/, /m5/, /c5/ the GPUs).
+https://aws.amazon.com/ec2/instance-types/g4/, /g5/, /g6/, /m5/, /c5/, /c6i/, /c7i/ the GPUs).
 """
 
 from __future__ import annotations
@@ -33,17 +33,25 @@ INSTANCE_SPECS: dict[str, InstanceSpec] = {
                      "4xlarge": (16, 64, 0)}),
     **_family("c5", {"large": (2, 4, 0), "xlarge": (4, 8, 0), "2xlarge": (8, 16, 0),
                      "4xlarge": (16, 32, 0)}),
+    **_family("c6i", {"large": (2, 4, 0), "xlarge": (4, 8, 0), "2xlarge": (8, 16, 0),
+                      "4xlarge": (16, 32, 0)}),
+    **_family("c7i", {"large": (2, 4, 0), "xlarge": (4, 8, 0), "2xlarge": (8, 16, 0),
+                      "4xlarge": (16, 32, 0)}),
 }
 # fmt: on
-# Left to SageMaker's own processes on the instance when one copy takes the rest: a copy that asks for
-# every vCPU or byte would find no instance to be placed on. Not published by AWS; to measure on a deploy.
-RESERVED_VCPUS = 1
-RESERVED_MEMORY_GIB = 2
+# What one copy reserves on the scheduler (ComputeResourceRequirements is what SageMaker *allocates* to
+# place copies, not a limit on the container). Its schedulable pool is well below the instance's size:
+# asking for most of the memory leaves the copy unplaceable ("There is not enough hardware resources on
+# the instances ... to create a copy", reported for 4 GiB on a 16 GiB ml.g5.xlarge; the SageMaker SDK
+# defaults to 1024 MB for that reason, aws/sagemaker-python-sdk#5558). The GPU count is what keeps one
+# copy per GPU instance.
+COPY_CPU_CORES = 1.0
+COPY_MEMORY_MB = 1024
 
 
 @dataclass(frozen=True)
 class CopyRequirements:
-    """One copy of the model per instance: all its GPUs, and its CPUs and memory less the reserve."""
+    """One copy of the model: every GPU of the instance, and a small CPU and memory reservation."""
 
     accelerators: int
     cpu_cores: float
@@ -52,8 +60,4 @@ class CopyRequirements:
 
 def copy_requirements(instance_type: str) -> CopyRequirements:
     spec = INSTANCE_SPECS[instance_type]
-    return CopyRequirements(
-        accelerators=spec.gpus,
-        cpu_cores=float(max(1, spec.vcpus - RESERVED_VCPUS)),
-        memory_mb=max(1024, (spec.memory_gib - RESERVED_MEMORY_GIB) * 1024),
-    )
+    return CopyRequirements(accelerators=spec.gpus, cpu_cores=COPY_CPU_CORES, memory_mb=COPY_MEMORY_MB)

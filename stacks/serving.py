@@ -12,7 +12,11 @@ from constructs import Construct
 from stacks.config import StageConfig
 from stacks.constructs.alarms import alarm_destinations, notify_on_change
 from stacks.constructs.endpoint_alarms import VARIANT_NAME, EndpointAlarms, EndpointDashboard
-from stacks.constructs.inference_component import ModelComponent, service_linked_scaling_role
+from stacks.constructs.inference_component import (
+    CONTAINER_STARTUP_SECONDS,
+    ModelComponent,
+    service_linked_scaling_role,
+)
 from stacks.constructs.inference_model import InferenceModel
 from stacks.constructs.model_package import ModelApprovalNotices
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
@@ -23,9 +27,6 @@ from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 MAX_DEPLOYMENT_SECONDS = 3600
 # The old (blue) fleet lingers this long after the traffic shift, for an instant manual rollback.
 TERMINATION_WAIT_SECONDS = 300
-# Loading torch, the weights and a CUDA context on a cold g4dn instance; the default (60-3600 s) is not enough
-# on the first pull of the multi-GB DLC.
-CONTAINER_STARTUP_SECONDS = 600
 # Launching the green fleet: instances, then model download and container start-up at their limits.
 GREEN_FLEET_SECONDS = 600 + 2 * CONTAINER_STARTUP_SECONDS
 
@@ -61,9 +62,12 @@ class InferenceEndpointConfig(Construct):
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT_NAME,
                 instance_type=config.instance_type,
-                initial_instance_count=config.min_instances,
+                # The API's minimum; SageMaker then follows the copies, down to none.
+                initial_instance_count=1,
+                # One instance more than copies: a rolling update starts the new copy (on an instance of
+                # its own, since a copy takes every GPU) before it stops an old one.
                 managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
-                    status="ENABLED", min_instance_count=0, max_instance_count=config.max_instances
+                    status="ENABLED", min_instance_count=0, max_instance_count=config.max_instances + 1
                 ),
                 routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
                     routing_strategy="LEAST_OUTSTANDING_REQUESTS"
@@ -282,6 +286,7 @@ class ServingStack(Stack):
                 deployment_timeout_seconds=deployment_timeout_seconds(config),
             )
             self.inference_component_arn = component.component_arn
+            notify_on_change(component.alarms, alarm_destinations(self, config, alarms.topic))
         elif not config.is_serverless and config.autoscaling_enabled:
             EndpointAutoScaling(self, "Scaling", config=config, endpoint=endpoint.endpoint)
         EndpointDashboard(self, "Dashboard", config=config, alarms=alarms)

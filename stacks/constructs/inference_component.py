@@ -31,13 +31,17 @@ from stacks.constructs.alarms import PERIOD
 from stacks.constructs.endpoint_alarms import VARIANT_NAME
 from stacks.instance_types import copy_requirements
 
+# Loading torch, the weights and a CUDA context on a cold GPU instance; the default (60-3600 s) is not
+# enough on the first pull of the multi-GB DLC. The endpoint (instance mode) and a copy use the same.
+CONTAINER_STARTUP_SECONDS = 600
+
 SAGEMAKER_SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 COPY_COUNT_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
-# Model download and container start of one copy: the first pull of the multi-GB DLC on a new instance.
-COPY_STARTUP_SECONDS = 600
 # The scale-out from zero is asked again while the alarm stays in ALARM; a second ask within this time is
 # ignored (the value of AWS's own example).
 SCALE_OUT_COOLDOWN = Duration.seconds(60)
+# Refused requests for this long are no cold start any more (AWS: about 5 minutes; 9 in a third-party run).
+STUCK_MINUTES = 15
 
 
 def service_linked_scaling_role(scope: Construct) -> iam.IRole:
@@ -85,8 +89,8 @@ class ModelComponent(Construct):
             specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
                 model_name=model.attr_model_name,
                 startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
-                    model_data_download_timeout_in_seconds=COPY_STARTUP_SECONDS,
-                    container_startup_health_check_timeout_in_seconds=COPY_STARTUP_SECONDS,
+                    model_data_download_timeout_in_seconds=CONTAINER_STARTUP_SECONDS,
+                    container_startup_health_check_timeout_in_seconds=CONTAINER_STARTUP_SECONDS,
                 ),
                 compute_resource_requirements=sagemaker.CfnInferenceComponent.InferenceComponentComputeResourceRequirementsProperty(
                     number_of_accelerator_devices_required=needs.accelerators or None,
@@ -115,6 +119,8 @@ class ModelComponent(Construct):
             ),
         )
         self.component_arn = self.component.attr_inference_component_arn
+        # Alarms for the stage's alarm destinations (the scaling alarms act, they do not notify).
+        self.alarms: list[cloudwatch.Alarm] = []
         if config.autoscaling_enabled:
             self._scale_to_zero(config)
 
@@ -206,4 +212,19 @@ class ModelComponent(Construct):
         )
         idle_action.add_adjustment(adjustment=0, upper_bound=0)
         idle.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(idle_action))
-        self.scaling_alarms = [wake, idle]
+        # A copy that cannot start (a model deployed while the stage idled, and never baked under traffic)
+        # leaves every request refused: after 15 minutes of that, someone must look.
+        self.alarms.append(
+            cloudwatch.Alarm(
+                self,
+                "NoCopyStarts",
+                alarm_description=f"{name}: requests refused for 15 minutes: no copy could start (see the "
+                f"component's log group /aws/sagemaker/InferenceComponents/{name})",
+                metric=refused,
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=STUCK_MINUTES,
+                datapoints_to_alarm=STUCK_MINUTES,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )

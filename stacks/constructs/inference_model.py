@@ -19,6 +19,7 @@ from stacks.model_environment import model_environment
 from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
+COMPONENT_METRICS_NAMESPACE = "/aws/sagemaker/InferenceComponents"
 
 
 class InferenceModel(Construct):
@@ -50,10 +51,19 @@ class InferenceModel(Construct):
         self.log_group = stage_log_group(
             self, "LogGroup", config=config, key=key, name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
         )
-        log_group_arn = (
-            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:"
-            f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
-        )
+        log_group_names = [f"/aws/sagemaker/Endpoints/{config.endpoint_name}"]
+        self.log_groups = [self.log_group]
+        if config.is_inference_component:
+            # An inference component's containers log to a group of the component's name.
+            component_group = f"/aws/sagemaker/InferenceComponents/{config.inference_component_name}"
+            self.log_groups.append(
+                stage_log_group(self, "ComponentLogGroup", config=config, key=key, name=component_group)
+            )
+            log_group_names.append(component_group)
+        log_group_arns = [
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{name}"
+            for name in log_group_names
+        ]
         package_check = None
         if config.model_from_package:
             # The package knows its artifact; the check reads it at deploy time, so the grant below names
@@ -93,6 +103,12 @@ class InferenceModel(Construct):
             ],
             roles=[self.role],
         )
+        # Per-instance metrics; an inference component's go to a namespace of their own.
+        metric_namespaces = (
+            [ENDPOINT_METRICS_NAMESPACE, COMPONENT_METRICS_NAMESPACE]
+            if config.is_inference_component
+            else ENDPOINT_METRICS_NAMESPACE
+        )
         statements = [
             # The artifact normally lives in the project bucket, encrypted with the project key; the key is
             # usable only through S3 (kms:ViaService), not directly.
@@ -105,12 +121,12 @@ class InferenceModel(Construct):
             iam.PolicyStatement(
                 sid="WriteEndpointLogs",
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[f"{log_group_arn}:log-stream:*"],
+                resources=[f"{arn}:log-stream:*" for arn in log_group_arns],
             ),
             iam.PolicyStatement(
                 sid="DescribeEndpointLogStreams",
                 actions=["logs:DescribeLogStreams"],
-                resources=[f"{log_group_arn}:*"],
+                resources=[f"{arn}:*" for arn in log_group_arns],
             ),
             # Blue/green auto-rollback reads the alarms with the endpoint's execution role (SageMaker
             # Developer Guide, "Auto-Rollback Configuration and Monitoring").
@@ -124,7 +140,7 @@ class InferenceModel(Construct):
                 sid="PutEndpointInstanceMetrics",
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": ENDPOINT_METRICS_NAMESPACE}},
+                conditions={"StringEquals": {"cloudwatch:namespace": metric_namespaces}},
             ),
             *image.pull_statements(),
         ]
@@ -150,19 +166,23 @@ class InferenceModel(Construct):
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason=f"{ECR_AUTH_REASON} cloudwatch:PutMetricData has no resource-level permissions; the "
-                f"statement is limited to the {ENDPOINT_METRICS_NAMESPACE} namespace by condition.",
-            ),
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-                f"log-group:/aws/sagemaker/Endpoints/{config.endpoint_name}:log-stream:*]",
-                reason="The container writes one log stream per instance and worker, with generated names.",
-            ),
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-                f"log-group:/aws/sagemaker/Endpoints/{config.endpoint_name}:*]",
-                reason="Scoped to this endpoint's own log group; the suffix covers its streams.",
+                f"statement is limited to the {ENDPOINT_METRICS_NAMESPACE} (and, for an inference component, "
+                f"{COMPONENT_METRICS_NAMESPACE}) namespace by condition.",
             ),
         ]
+        for name in log_group_names:
+            arn = f"arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{name}"
+            acknowledgments += [
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{arn}:log-stream:*]",
+                    reason="The container writes one log stream per instance and worker, with generated "
+                    "names.",
+                ),
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{arn}:*]",
+                    reason="Scoped to this endpoint's own log group; the suffix covers its streams.",
+                ),
+            ]
         if config.model_from_package:
             acknowledgments.append(
                 Acknowledgment(
@@ -189,7 +209,7 @@ class InferenceModel(Construct):
             # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.
             enable_network_isolation=not config.is_serverless,
         )
-        self.model.node.add_dependency(policy, artifact_policy, self.log_group)
+        self.model.node.add_dependency(policy, artifact_policy, *self.log_groups)
         if package_check is not None:
             self.model.node.add_dependency(package_check.resource)
 

@@ -130,7 +130,7 @@ BAD_VALUES = [
     ("scale_in_cooldown_seconds", -1, "must be an integer from 0 to 3600"),
     ("scale_out_cooldown_seconds", 7200, "must be an integer from 0 to 3600"),
     ("serverless_memory_mb", 1000, "must be one of 1024, 2048, 3072, 4096, 5120, 6144"),
-    ("scale_to_zero_idle_minutes", 4, "must be an integer from 5 to 1440"),
+    ("scale_to_zero_idle_minutes", 14, "must be an integer from 15 to 1440"),
     ("serverless_max_concurrency", 201, "must be an integer from 1 to 200"),
     # At most SageMaker's 60 s invocation limit less the margin the caller's read timeout needs above it.
     ("model_server_timeout_seconds", 59, "must be an integer from 1 to 58"),

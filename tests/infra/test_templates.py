@@ -299,8 +299,12 @@ def test_model_role_reads_only_its_artifact_and_pulls_only_its_image(stages, sta
     }
     pull = next(s for s in statements.values() if "ecr:BatchGetImage" in as_list(s["Action"]))
     assert pull["Resource"]["Fn::Join"][1][-1] == ":repository/pytorch-inference"
-    logs = statements["WriteEndpointLogs"]["Resource"]["Fn::Join"][1][-1]
-    assert logs == f":log-group:/aws/sagemaker/Endpoints/dogbreed-{stage}:log-stream:*"
+    resources = statements["WriteEndpointLogs"]["Resource"]
+    logs = [r["Fn::Join"][1][-1] for r in (resources if isinstance(resources, list) else [resources])]
+    expected = [f":log-group:/aws/sagemaker/Endpoints/dogbreed-{stage}:log-stream:*"]
+    if synth.config.is_inference_component:  # its containers log to the component's group
+        expected.append(f":log-group:/aws/sagemaker/InferenceComponents/dogbreed-{stage}-model:log-stream:*")
+    assert logs == expected
     capture = "WriteDataCapture" in statements
     assert capture is synth.config.data_capture_enabled
     # The stack owns the log group, so the role cannot create one (unencrypted, kept forever) itself.
