@@ -519,12 +519,16 @@ def stage_costs_from_cdk_json(stages: Sequence[str] = ("dev", "prod")) -> list[d
         modes = [config.serving_mode] + (["instance"] if config.serving_mode != "instance" else [])
         for mode in modes:
             label = stage if mode == config.serving_mode else f"{stage} if instance"
+            minimum = config.min_instances
+            if mode == "inference_component" and not config.autoscaling_enabled:
+                # Without autoscaling its one copy (one instance) runs all month: priced as what it is.
+                mode, minimum, label = "instance", 1, f"{label} (autoscaling off: one copy always on)"
             rows.append(
                 stage_cost(
                     label,
                     mode,
                     config.instance_type,
-                    config.min_instances,
+                    minimum,
                     config.scale_to_zero_idle_minutes,
                     config.lambda_provisioned_concurrency,
                     config.lambda_memory_mb,

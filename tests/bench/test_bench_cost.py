@@ -337,6 +337,18 @@ def test_the_stage_table_reads_cdk_json_through_the_stage_loader(monkeypatch):
     assert rows["prod"]["idle_instances"] == 2
 
 
+def test_a_component_without_autoscaling_is_priced_as_one_instance_all_month(monkeypatch):
+    from stacks import model_environment
+
+    fixed = cost_config("inference_component", min_instances=1, idle_minutes=30, provisioned=0)
+    fixed.autoscaling_enabled = False
+    monkeypatch.setattr(model_environment, "stage_config_from_cdk_json", {"dev": fixed}.__getitem__)
+    (row, _) = cost.stage_costs_from_cdk_json(stages=("dev",))
+    assert row["stage"] == "dev (autoscaling off: one copy always on)"
+    assert row["idle_instances"] == 1
+    assert row["idle_usd_per_month"] == pytest.approx(G4DN_HOURLY * 730)
+
+
 def cost_config(mode: str, min_instances: int, idle_minutes: int, provisioned: int):
     """The StageConfig fields the cost tool reads."""
     from types import SimpleNamespace
@@ -349,6 +361,7 @@ def cost_config(mode: str, min_instances: int, idle_minutes: int, provisioned: i
         scale_to_zero_idle_minutes=idle_minutes,
         lambda_provisioned_concurrency=provisioned,
         lambda_memory_mb=512,
+        autoscaling_enabled=True,
     )
 
 
