@@ -65,7 +65,7 @@ def stage_config_from_cdk_json(
     context: dict[str, Any] = json.loads(Path(cdk_json).read_text())["context"]
     context = {
         **context,
-        **example_model_context(stage, model_data_url, cdk_json),
+        **_example_model_keys(context, stage, model_data_url),
         "stage": stage,
         "alarm_email": LOCAL_ALARM_EMAIL,
     }
@@ -78,7 +78,10 @@ def example_model_context(
     """The ``-c`` model keys an offline synth of ``stage`` needs: none where cdk.json names the stage's
     package, a placeholder version of the stage's group where production requires a package, else
     ``model_data_url``. `make synth` and the tests synthesize with these."""
-    context = json.loads(Path(cdk_json).read_text())["context"]
+    return _example_model_keys(json.loads(Path(cdk_json).read_text())["context"], stage, model_data_url)
+
+
+def _example_model_keys(context: dict[str, Any], stage: str, model_data_url: str) -> dict[str, str]:
     values = committed_stage_values(context, stage)
     if values.get("model_package_arn"):
         return {}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stacks.config import StageConfig
 from stacks.instance_storage import has_local_nvme
 
 from . import job_sizing, provenance
@@ -481,9 +482,9 @@ def check_model_registry(target: Target, stage: str, group: str) -> None:
         )
 
 
-def check_registration(job: JobPlan) -> None:
+def check_registration(job: JobPlan) -> StageConfig:
     """What ``--register`` needs, checked offline before the job starts (and again before registering):
-    the stack's model package group and an artifact in the stage's bucket."""
+    the stack's model package group and an artifact in the stage's bucket. Returns the stage's config."""
     model_data_url, _ = job_artifacts(job)
     try:
         config = registry.stage_config(job.args.stage, model_data_url)
@@ -491,32 +492,32 @@ def check_registration(job: JobPlan) -> None:
     except registry.ERRORS as exc:
         raise LaunchError(registry.error_line(exc)) from None
     check_model_registry(job.target, job.args.stage, config.model_package_group_name)
+    return config
 
 
 def register_model(job: JobPlan) -> str:
     """Register the finished job's artifact in the stage's model package group; returns the version's ARN."""
     model_data_url, metrics_url = job_artifacts(job)
     try:
-        check_registration(job)
+        config = check_registration(job)
     except LaunchError as exc:
         raise LaunchError(
             f"the job finished and {model_data_url} serves, but it was not registered: {exc}; then "
             f"register it with: {register_command(job)}"
         ) from None
-    group = None
+    group = config.model_package_group_name
     try:
-        config = registry.stage_config(job.args.stage, model_data_url)
-        group = config.model_package_group_name
         s3 = registry.aws_client("s3", job.region)
-        arn = registry.register(
+        registration = registry.prepare(
             config,
             model_data_url=model_data_url,
             metrics=registry.load_metrics(metrics_url, s3),
             region=job.region,
             training_job=job.job_name,
             git_commit=job.git_commit,
-            sagemaker_client=registry.aws_client("sagemaker", job.region),
-            s3_client=s3,
+        )
+        arn = registry.create(
+            registration, sagemaker_client=registry.aws_client("sagemaker", job.region), s3_client=s3
         )
     except registry.ERRORS as exc:
         raise LaunchError(

@@ -376,29 +376,6 @@ def aws_client(service: str, region: str) -> Any:
     return boto3.Session(region_name=region).client(service)
 
 
-def register(
-    config: StageConfig,
-    *,
-    model_data_url: str,
-    metrics: Mapping[str, Any],
-    region: str,
-    training_job: str | None = None,
-    git_commit: str | None = None,
-    sagemaker_client: Any,
-    s3_client: Any,
-) -> str:
-    """Upload the report, then create the package version; returns its versioned ARN."""
-    registration = prepare(
-        config,
-        model_data_url=model_data_url,
-        metrics=metrics,
-        region=region,
-        training_job=training_job,
-        git_commit=git_commit,
-    )
-    return create(registration, sagemaker_client=sagemaker_client, s3_client=s3_client)
-
-
 def create(registration: Registration, *, sagemaker_client: Any, s3_client: Any) -> str:
     """Upload a prepared registration's report, then create its version; returns the versioned ARN.
 

@@ -27,7 +27,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.constructs.alarms import PERIOD
+from stacks.constructs.alarms import PERIOD, alarm
 from stacks.constructs.endpoint_alarms import VARIANT_NAME
 from stacks.instance_types import copy_requirements
 
@@ -160,15 +160,13 @@ class ModelComponent(Construct):
         # From zero: one refused request in a minute is enough (Maximum >= 1; AWS's CLI example sums and
         # needs more than one). Exactly one copy: while the alarm stays in ALARM it asks again each minute,
         # and "+1" would start a second instance for the same cold start.
-        wake = cloudwatch.Alarm(
+        wake = alarm(
             self,
             "ScaleOutFromZero",
-            alarm_description=f"{name}: a request found no copy; start one",
+            description=f"{name}: a request found no copy; start one",
             metric=refused,
             threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            periods=1,
         )
         wake_action = appscaling.StepScalingAction(
             self,
@@ -215,16 +213,14 @@ class ModelComponent(Construct):
         # A copy that cannot start (a model deployed while the stage idled, and never baked under traffic)
         # leaves every request refused: after 15 minutes of that, someone must look.
         self.alarms.append(
-            cloudwatch.Alarm(
+            alarm(
                 self,
                 "NoCopyStarts",
-                alarm_description=f"{name}: requests refused for 15 minutes: no copy could start (see the "
+                description=f"{name}: requests refused for 15 minutes: no copy could start (see the "
                 f"component's log group /aws/sagemaker/InferenceComponents/{name})",
                 metric=refused,
                 threshold=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=STUCK_MINUTES,
-                datapoints_to_alarm=STUCK_MINUTES,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                periods=STUCK_MINUTES,
+                datapoints=STUCK_MINUTES,
             )
         )

@@ -224,8 +224,8 @@ def test_a_registration_with_changed_metrics_writes_a_new_report_never_the_old_o
         for metrics in runs:
             s3_stub.add_response("put_object", {"ETag": '"1"'})
             sagemaker_stub.add_response("create_model_package", {"ModelPackageArn": ARN})
-            register.register(dev, model_data_url=MODEL_URL, metrics=metrics, region=REGION,
-                              sagemaker_client=sagemaker, s3_client=s3)  # fmt: skip
+            registration = register.prepare(dev, model_data_url=MODEL_URL, metrics=metrics, region=REGION)
+            register.create(registration, sagemaker_client=sagemaker, s3_client=s3)
         s3_stub.assert_no_pending_responses()
 
     puts = [params for name, params in calls if name == "PutObject"]
