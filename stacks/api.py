@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -19,6 +19,7 @@ LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 # Only the handler's sources are deployed: no caches, tests or local tooling.
 LAMBDA_EXCLUDES = ["__pycache__", "*.pyc", "tests", "test_*.py", ".pytest_cache", "*.md"]
 ALIAS_NAME = "live"
+FUNCTION_URL_HOST_OUTPUT = "FunctionUrlHost"
 RUNTIME_REASON = (
     "Pinned to python3.13, the runtime the handler and its tests target (project toolchain Python 3.11+); "
     "a runtime upgrade is a deliberate change made together with the handler's tests, not an implicit one."
@@ -148,6 +149,8 @@ class PredictionFunction(Construct):
             )
             scaling.scale_on_utilization(utilization_target=config.lambda_provisioned_utilization_target)
         self.url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        # https://<url-id>.lambda-url.<region>.on.aws/ -> its host name, a CloudFront origin's domain.
+        self.url_host = Fn.select(2, Fn.split("/", self.url.url))
 
         Validations.of(self.function).acknowledge(
             Acknowledgment(id="Serverless-LambdaDLQ", reason=NO_ASYNC_REASON),
@@ -196,12 +199,22 @@ class ApiStack(Stack):
             key=key,
         )
         self.function = api.function
+        self.alias = api.alias
         self.alarms = ApiAlarms(
             self, "Alarms", config=config, function=api.function, alias=api.alias, topic=alarm_topic
         )
         CfnOutput(
             self, "FunctionUrl", value=api.url.url, description="POST an image here (SigV4, service lambda)"
         )
+        if config.front_door_enabled:
+            # The origin of the front door's distribution (stacks/front_door.py), read as a plain output:
+            # CloudFormation documents no Fn::Split over another stack's output.
+            CfnOutput(
+                self,
+                FUNCTION_URL_HOST_OUTPUT,
+                value=api.url_host,
+                description="The Function URL's host name (the front door's API origin)",
+            )
         CfnOutput(self, "FunctionName", value=api.function.function_name, description="Prediction Lambda")
         CfnOutput(
             self, "AliasName", value=ALIAS_NAME, description="Alias that carries provisioned concurrency"

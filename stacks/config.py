@@ -73,6 +73,16 @@ DLAMI_PARAMETER = (
 _EMAIL = re.compile(r"^$|^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 # A standard (not FIFO) SNS topic: CloudWatch alarm actions cannot publish to FIFO topics.
 _TOPIC_ARN = re.compile(r"^$|^arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$")
+# CloudFront's scope lives in us-east-1: a web ACL for a distribution, its logs, its metrics and their
+# alarms, and a viewer certificate (https://docs.aws.amazon.com/waf/latest/developerguide/how-aws-waf-works-resources.html).
+CLOUDFRONT_REGION = "us-east-1"
+# A viewer certificate in ACM, which CloudFront accepts only from us-east-1.
+_CERTIFICATE_ARN = re.compile(r"^$|^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$")
+# A DNS name CloudFront can serve (an alternate domain name): labels of letters, digits and hyphens.
+_DOMAIN_NAME = re.compile(r"^$|^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# WAF rate-based rules count at least 10 and at most 2,000,000,000 requests per evaluation window
+# (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html).
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
 # Keys a command line may set over cdk.json (-c KEY=VALUE), besides stage and model_data_url: where alarms
 # go and which package a production stage serves are what a synth without committed values (CI, a fork)
 # has to supply. A deploy of a production stage still checks that the package is Approved (ModelPackageCheck).
@@ -155,6 +165,14 @@ class StageConfig:
     endpoint_read_timeout_seconds: int
     endpoint_max_attempts: int
     max_image_bytes: int
+    # front door (CloudFront + WAF + the web page)
+    front_door_enabled: bool
+    # Requests to the API per client IP per 5 minutes before WAF answers 429.
+    front_door_rate_limit: int
+    # Optional alternate domain name and its us-east-1 ACM certificate: "" for the distribution's own
+    # *.cloudfront.net name (whose certificate CloudFront serves with TLSv1 as the lowest version).
+    front_door_domain_name: str
+    front_door_certificate_arn: str
 
     @property
     def endpoint_name(self) -> str:
@@ -224,6 +242,18 @@ class StageConfig:
     @property
     def alarm_topic_name(self) -> str:
         return f"{self.endpoint_name}-alarms"
+
+    @property
+    def front_door_web_acl_name(self) -> str:
+        return f"{self.endpoint_name}-front-door"
+
+    @property
+    def edge_alarm_topic_name(self) -> str:
+        return f"{self.endpoint_name}-edge-alarms"
+
+    @property
+    def alarm_topic_region(self) -> str:
+        return self.alarm_topic_arn.split(":")[3] if self.alarm_topic_arn else ""
 
     @property
     def lambda_timeout_seconds(self) -> int:
@@ -355,6 +385,14 @@ _CHECKS: dict[str, Check] = {
     ),
     "endpoint_max_attempts": _int(1, 5),
     "max_image_bytes": _int(1024, MAX_IMAGE_BYTES_LIMIT),
+    "front_door_enabled": _bool,
+    "front_door_rate_limit": _int(*WAF_RATE_LIMIT_RANGE),
+    "front_door_domain_name": _pattern(_DOMAIN_NAME, 'dogs.example.com, or "" for the *.cloudfront.net name'),
+    "front_door_certificate_arn": _pattern(
+        _CERTIFICATE_ARN,
+        "arn:aws:acm:us-east-1:123456789012:certificate/<uuid> (CloudFront takes certificates from us-east-1 "
+        'only), or ""',
+    ),
 }
 CONFIG_KEYS = tuple(_CHECKS)
 
@@ -475,6 +513,7 @@ def _check_consistency(c: StageConfig, from_command_line: frozenset[str] = froze
             f"{prefix}.data_capture_enabled: must be false when serving_mode is serverless "
             "(serverless endpoints do not support data capture)"
         )
+    _check_front_door(c, prefix)
     if c.lambda_provisioned_concurrency_max < c.lambda_provisioned_concurrency:
         raise ConfigError(
             f"{prefix}.lambda_provisioned_concurrency_max: must be >= lambda_provisioned_concurrency "
@@ -500,6 +539,33 @@ def _check_consistency(c: StageConfig, from_command_line: frozenset[str] = froze
         raise ConfigError(
             f"{prefix}.traffic_routing: must be ALL_AT_ONCE when min_instances is 1 (a canary may be at most "
             "half of the instances) (got 'CANARY')"
+        )
+
+
+def _check_front_door(c: StageConfig, prefix: str) -> None:
+    if bool(c.front_door_domain_name) != bool(c.front_door_certificate_arn):
+        missing = "front_door_certificate_arn" if c.front_door_domain_name else "front_door_domain_name"
+        raise ConfigError(
+            f"{prefix}.{missing}: front_door_domain_name and front_door_certificate_arn go together (a "
+            "distribution serves an alternate domain name only with a certificate that covers it)"
+        )
+    if c.front_door_domain_name and not c.front_door_enabled:
+        raise ConfigError(
+            f"{prefix}.front_door_domain_name: set only with front_door_enabled true (got "
+            f"{c.front_door_domain_name!r})"
+        )
+    # The web ACL's alarm lives in us-east-1, and an alarm acts only on a topic of its own region: a team
+    # topic elsewhere cannot hear it, so without an e-mail the front door's alarm would reach nobody.
+    if (
+        c.front_door_enabled
+        and c.alarm_topic_arn
+        and c.alarm_topic_region != CLOUDFRONT_REGION
+        and not c.alarm_email
+    ):
+        raise ConfigError(
+            f"{prefix}.alarm_email: the front door's WAF alarm lives in {CLOUDFRONT_REGION} (CloudFront's "
+            f"scope), where alarm_topic_arn ({c.alarm_topic_region}) cannot be an alarm action: set "
+            f"alarm_email too, or name a {CLOUDFRONT_REGION} topic"
         )
 
 

@@ -1,14 +1,16 @@
-"""Wires one stage's four stacks together and installs the security gate; app.py and the tests share it."""
+"""Wires one stage's stacks together and installs the security gate; app.py and the tests share it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import App, Tags, Validations
+from aws_cdk import App, Fn, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 
-from stacks.api import ApiStack
-from stacks.config import PROJECT, StageConfig
+from stacks.api import FUNCTION_URL_HOST_OUTPUT, ApiStack
+from stacks.config import CLOUDFRONT_REGION, PROJECT, StageConfig
+from stacks.edge import WEB_ACL_ARN_OUTPUT, EdgeStack
+from stacks.front_door import FrontDoorStack
 from stacks.serving import ServingStack
 from stacks.storage import StorageStack
 from stacks.training import TrainingStack
@@ -20,13 +22,27 @@ class StageStacks:
     training: TrainingStack
     serving: ServingStack
     api: ApiStack
+    # With front_door_enabled only: the us-east-1 web ACL and the distribution in the stage's region.
+    edge: EdgeStack | None = None
+    front_door: FrontDoorStack | None = None
 
-    def all(self) -> tuple:
-        return (self.storage, self.training, self.serving, self.api)
+    def by_kind(self) -> dict[str, Stack]:
+        stacks = {
+            "storage": self.storage,
+            "training": self.training,
+            "serving": self.serving,
+            "api": self.api,
+            "edge": self.edge,
+            "frontdoor": self.front_door,
+        }
+        return {kind: stack for kind, stack in stacks.items() if stack is not None}
+
+    def all(self) -> tuple[Stack, ...]:
+        return tuple(self.by_kind().values())
 
 
 def add_stage(app: App, config: StageConfig) -> StageStacks:
-    """The stage's four stacks, environment-agnostic whatever the CLI resolved.
+    """The stage's stacks, environment-agnostic whatever the CLI resolved (but the us-east-1 edge stack).
 
     The CLI sets CDK_DEFAULT_ACCOUNT/REGION from the user's credentials, and without credentials it still
     defaults the region to us-east-1. Stacks built from those would pin that region into the templates
@@ -74,7 +90,31 @@ def add_stage(app: App, config: StageConfig) -> StageStacks:
     # The bucket is referenced by its derived name (see ArtifactBucket), so state the deploy order.
     training.add_stack_dependency(storage)
     serving.add_stack_dependency(storage)
-    stacks = StageStacks(storage=storage, training=training, serving=serving, api=api)
+    edge = front_door = None
+    if config.front_door_enabled:
+        edge = EdgeStack(
+            app,
+            f"{prefix}-edge",
+            config=config,
+            description=f"dogbreed {config.stage}: front door WAF web ACL, its logs and alarm (us-east-1)",
+        )
+        front_door = FrontDoorStack(
+            app,
+            f"{prefix}-frontdoor",
+            config=config,
+            api_host=Fn.get_stack_output(api.stack_name, FUNCTION_URL_HOST_OUTPUT),
+            api_function_arn=api.alias.function_arn,
+            web_acl_arn=Fn.get_stack_output(edge.stack_name, WEB_ACL_ARN_OUTPUT, region=CLOUDFRONT_REGION),
+            access_logs=storage.access_logs,
+            key=storage.key,
+            description=f"dogbreed {config.stage}: CloudFront distribution, web page and its bucket",
+        )
+        # Fn::GetStackOutput reads are no references CDK can see: state the order.
+        front_door.add_stack_dependency(edge)
+        front_door.add_stack_dependency(api)
+    stacks = StageStacks(
+        storage=storage, training=training, serving=serving, api=api, edge=edge, front_door=front_door
+    )
     for stack in stacks.all():
         Tags.of(stack).add("project", PROJECT)
         Tags.of(stack).add("stage", config.stage)

@@ -49,51 +49,8 @@ class ProjectKey(Construct):
         )
         if config.training_host_enabled:
             self._allow_spot_instance_volumes()
-        # CloudWatch Logs encrypts a log group with a CMK only if the key policy lets the regional logs
-        # service use it, scoped to this account's log groups by encryption context
-        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                        )
-                    }
-                },
-            )
-        )
-
-        # CloudWatch alarms publish to the KMS-encrypted alarm topic only if the key lets them
-        # (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
-        # Only this account's alarms: the key also encrypts training data, so a service principal without
-        # a source condition would be a confused deputy for any account's alarms
-        # (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsOfThisAccount",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {
-                        "aws:SourceArn": (
-                            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
-                        )
-                    },
-                },
-            )
-        )
+        self.key.add_to_resource_policy(log_groups_statement())
+        self.key.add_to_resource_policy(alarms_statement())
         # A model approval notice EventBridge cannot publish goes to a dead-letter queue encrypted with this
         # key, which EventBridge writes as its service principal: only for the one rule of this stage
         # (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-event-delivery.html#eb-rule-dlq).
@@ -112,25 +69,9 @@ class ProjectKey(Construct):
                 },
             )
         )
-        # The alarm topic keeps undeliverable e-mails in a queue encrypted with this key; SNS may use it for
-        # that topic only (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html). Granted
-        # whether or not alarm_email is set: -c alarm_email may name an address on the serving stack's deploy
-        # alone, and a queue SNS cannot write would lose every notification it holds.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AlarmTopicDeadLetterQueue",
-                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnEquals": {
-                        "aws:SourceArn": f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
-                        f"{config.alarm_topic_name}"
-                    },
-                },
-            )
-        )
+        # Granted whether or not alarm_email is set: -c alarm_email may name an address on the serving
+        # stack's deploy alone, and a queue SNS cannot write would lose every notification it holds.
+        self.key.add_to_resource_policy(topic_dead_letter_statement(config.alarm_topic_name))
 
     def _allow_spot_instance_volumes(self) -> None:
         """EC2 launches and manages Spot Instances (the training host) as the AWSServiceRoleForEC2Spot
@@ -171,6 +112,61 @@ class ProjectKey(Construct):
         )
 
 
+def log_groups_statement() -> iam.PolicyStatement:
+    """CloudWatch Logs encrypts a log group with a CMK only if the key policy lets the regional logs
+    service use it, scoped to this account's log groups by encryption context
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+    return iam.PolicyStatement(
+        principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+        actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        resources=["*"],
+        conditions={
+            "ArnLike": {
+                "kms:EncryptionContext:aws:logs:arn": (
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                )
+            }
+        },
+    )
+
+
+def alarms_statement() -> iam.PolicyStatement:
+    """CloudWatch alarms publish to a KMS-encrypted alarm topic only if the key lets them
+    (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+    Only this account's alarms: the key also encrypts other data, so a service principal without a source
+    condition would be a confused deputy for any account's alarms
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)."""
+    return iam.PolicyStatement(
+        sid="CloudWatchAlarmsOfThisAccount",
+        principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+        resources=["*"],
+        conditions={
+            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            "ArnLike": {
+                "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+            },
+        },
+    )
+
+
+def topic_dead_letter_statement(topic_name: str) -> iam.PolicyStatement:
+    """An alarm topic keeps undeliverable e-mails in a queue encrypted with the key; SNS may use it for
+    that one topic (https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html)."""
+    return iam.PolicyStatement(
+        sid="AlarmTopicDeadLetterQueue",
+        principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+        actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+        resources=["*"],
+        conditions={
+            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            "ArnEquals": {
+                "aws:SourceArn": f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{topic_name}"
+            },
+        },
+    )
+
+
 class AccessLogBucket(Construct):
     """Destination of the artifact bucket's server access logs."""
 
@@ -183,7 +179,13 @@ class AccessLogBucket(Construct):
             # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # CloudFront's standard logs (the front door's) arrive through an ACL grant, which a bucket
+            # with ACLs disabled refuses ("The S3 bucket that you specified for CloudFront logs does not
+            # enable ACL access"; https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/standard-logging-legacy-s3.html):
+            # only a stage with a front door enables them, and only for the bucket owner's preference.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED
+            if config.front_door_enabled
+            else s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             versioned=True,
             removal_policy=RETAIN_EXCEPT_ON_CREATE,
@@ -319,8 +321,8 @@ class StorageStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.key = ProjectKey(self, "ProjectKey", config=config).key
-        access_logs = AccessLogBucket(self, "AccessLogs", config=config).bucket
+        self.access_logs = AccessLogBucket(self, "AccessLogs", config=config).bucket
         self.artifacts = ArtifactBucket(
-            self, "Artifacts", config=config, key=self.key, access_logs=access_logs
+            self, "Artifacts", config=config, key=self.key, access_logs=self.access_logs
         )
         self.bucket = self.artifacts.bucket

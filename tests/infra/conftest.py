@@ -31,7 +31,9 @@ from stacks.model_environment import LOCAL_ALARM_EMAIL, example_model_context  #
 EXAMPLE_MODEL_URL = "s3://example-bucket/model/model.tar.gz"
 # What `make synth` passes with -c: cdk.json commits no alarm destination, which production requires.
 EXAMPLE_ALARM_EMAIL = LOCAL_ALARM_EMAIL
-STACK_KINDS = ("storage", "training", "serving", "api")
+STACK_KINDS = ("storage", "training", "serving", "api", "edge", "frontdoor")
+# The front door's two stacks exist only where front_door_enabled (prod in cdk.json).
+STAGE_STACK_KINDS = {"dev": STACK_KINDS[:4], "prod": STACK_KINDS}
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -87,7 +89,7 @@ def synth_stage(outdir: Path, stage: str, model_data_url: str | None = STAGE_DEF
     assembly = app.synth()
     templates = {
         kind: assembly.get_stack_by_name(stack.stack_name).template
-        for kind, stack in zip(STACK_KINDS, stacks.all(), strict=True)
+        for kind, stack in stacks.by_kind().items()
     }
     return SynthesizedStage(config=config, templates=templates, outdir=outdir)
 

@@ -12,8 +12,6 @@ from cfnlint.api import lint_file
 
 from stacks.deployment import add_security_gate
 
-from .conftest import STACK_KINDS
-
 # The only actions this project grants on Resource "*", each because the service has no resource-level
 # permissions for it (see the acknowledgements next to the policies).
 ACTIONS_ALLOWED_ON_STAR = {
@@ -30,7 +28,7 @@ def as_list(value) -> list:
 
 
 def identity_statements(synth):
-    for kind in STACK_KINDS:
+    for kind in synth.templates:
         for resource_type in IDENTITY_POLICY_TYPES:
             for logical_id, policy in synth.resources(kind, resource_type).items():
                 for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -40,7 +38,7 @@ def identity_statements(synth):
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_no_aws_managed_policy_anywhere(stages, stage):
     synth = stages[stage]
-    for kind in STACK_KINDS:
+    for kind in synth.templates:
         assert "arn:aws:iam::aws:policy" not in json.dumps(synth.templates[kind])
         for role in synth.resources(kind, "AWS::IAM::Role").values():
             assert "ManagedPolicyArns" not in role["Properties"]
@@ -80,7 +78,7 @@ def test_no_sagemaker_full_access_or_other_sagemaker_actions(stages, stage):
 def test_every_acknowledgement_is_on_a_resource_with_a_specific_reason(stages, stage):
     synth = stages[stage]
     acknowledged = []
-    for kind in STACK_KINDS:
+    for kind in synth.templates:
         metadata = json.loads((synth.outdir / f"dogbreed-{stage}-{kind}.metadata.json").read_text())
         for path, entries in metadata.items():
             for entry in entries:
@@ -147,7 +145,7 @@ def test_cfn_lint_is_clean_on_every_template(stages):
     """cfn-lint's Python API over every synthesized template: no error, warning or informational match."""
     problems = []
     for stage, synth in stages.items():
-        for kind in STACK_KINDS:
+        for kind in synth.templates:
             template = synth.outdir / f"dogbreed-{stage}-{kind}.template.json"
             problems += [f"{template.name}: {match}" for match in lint_file(template)]
     assert problems == []

@@ -12,7 +12,7 @@ import re
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from .conftest import STACK_KINDS
+from .conftest import STAGE_STACK_KINDS
 
 # Lambda::Version logical ids embed a hash of the function's configuration and code.
 _VERSION_ID = re.compile(r"(CurrentVersion[0-9A-F]{8})[0-9a-f]{32}")
@@ -33,10 +33,15 @@ def snapshot_json(snapshot):
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
-@pytest.mark.parametrize("kind", STACK_KINDS)
-@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize(
+    ("stage", "kind"), [(stage, kind) for stage, kinds in STAGE_STACK_KINDS.items() for kind in kinds]
+)
 def test_stack_matches_snapshot(stages, stage, kind, snapshot_json):
     assert masked(stages[stage].templates[kind]) == snapshot_json
+
+
+def test_each_stage_has_the_stacks_its_config_asks_for(stages):
+    assert {stage: tuple(synth.templates) for stage, synth in stages.items()} == STAGE_STACK_KINDS
 
 
 def test_masking_hides_only_the_asset_hash():

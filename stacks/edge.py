@@ -1,0 +1,82 @@
+"""Edge (us-east-1): the front door's WAF web ACL, its key, logs and alarm.
+
+CloudFront takes a web ACL of scope CLOUDFRONT, which exists only in us-east-1, with its metrics, the
+alarms on them and the log group it writes to. So this one stack of a stage names its region; every other
+stays environment-agnostic (stacks/deployment.py). The distribution's stack, in the stage's region, reads
+the web ACL's ARN from this stack's output ``WebAclArn`` (``Fn::GetStackOutput`` with a Region).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Environment, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.config import CLOUDFRONT_REGION, StageConfig
+from stacks.constructs.alarms import AlarmTopic, alarm_destinations, notify_on_change
+from stacks.constructs.log_group import stage_log_group
+from stacks.constructs.web_acl import FrontDoorWebAcl
+from stacks.storage import (
+    RETAIN_EXCEPT_ON_CREATE,
+    alarms_statement,
+    log_groups_statement,
+    topic_dead_letter_statement,
+)
+
+# The output the front door stack reads (stacks/deployment.py).
+WEB_ACL_ARN_OUTPUT = "WebAclArn"
+# The paths CloudFront forwards to the prediction API (stacks/front_door.py routes them).
+API_PATH_PREFIX = "/api/"
+
+
+class EdgeStack(Stack):
+    """The stage's us-east-1 resources of the front door."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, env=Environment(region=CLOUDFRONT_REGION), **kwargs)
+        # A key of this region: the project key (stacks/storage.py) lives in the stage's region, and
+        # CloudWatch Logs and SNS use a key of their own region only.
+        key = kms.Key(
+            self,
+            "Key",
+            alias=f"alias/{config.stack_prefix}-edge",
+            description=f"dogbreed {config.stage}: front door WAF logs and alarm topic (us-east-1)",
+            enable_key_rotation=True,
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
+        )
+        key.add_to_resource_policy(log_groups_statement())
+        key.add_to_resource_policy(alarms_statement())
+        key.add_to_resource_policy(topic_dead_letter_statement(config.edge_alarm_topic_name))
+
+        log_group = stage_log_group(
+            self, "WafLogs", config=config, key=key, name=f"aws-waf-logs-{config.front_door_web_acl_name}"
+        )
+        self.web_acl = FrontDoorWebAcl(
+            self,
+            "WebAcl",
+            name=config.front_door_web_acl_name,
+            rate_limit=config.front_door_rate_limit,
+            api_path_prefix=API_PATH_PREFIX,
+            log_group=log_group,
+        )
+        topic = AlarmTopic(
+            self,
+            "Notifications",
+            config=config,
+            key=key,
+            topic_name=config.edge_alarm_topic_name,
+            display_name=f"{config.endpoint_name} alarms (front door, us-east-1)",
+        )
+        notify_on_change([*self.web_acl.alarms, *topic.alarms], self._destinations(config, topic.topic))
+        CfnOutput(
+            self, WEB_ACL_ARN_OUTPUT, value=self.web_acl.arn, description="The front door's WAF web ACL"
+        )
+        CfnOutput(self, "AlarmTopicArn", value=topic.topic.topic_arn, description="Front door alarms")
+
+    def _destinations(self, config: StageConfig, topic: sns.ITopic) -> list[sns.ITopic]:
+        # An alarm acts only on a topic of its region: the team's topic hears the front door only where it
+        # is a us-east-1 topic (config refuses a front door whose alarms would then reach nobody).
+        if config.alarm_topic_region == CLOUDFRONT_REGION:
+            return alarm_destinations(self, config, topic)
+        return [topic]
