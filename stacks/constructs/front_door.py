@@ -280,7 +280,7 @@ class PageDeployment(Construct):
         Validations.of(policy).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
-                reason="The page is every object of its own bucket: sync writes and prunes the files of web/.",
+                reason="The page is every object of its own bucket: sync writes and prunes what web/ holds.",
             )
         )
         deployment = s3deploy.BucketDeployment(
