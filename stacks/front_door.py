@@ -42,7 +42,7 @@ class FrontDoorStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        page = PageBucket(self, "Page", access_logs=access_logs)
+        page = PageBucket(self, "Page")
         front = FrontDoorDistribution(
             self,
             "Distribution",

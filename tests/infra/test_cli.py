@@ -53,18 +53,25 @@ def test_npx_cdk_synth_prod_passes_the_gate_and_pins_no_region(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in tmp_path.glob("*.template.json"))
     assert names == [
-        f"dogbreed-prod-{kind}.template.json" for kind in ("api", "serving", "storage", "training")
+        f"dogbreed-prod-{kind}.template.json"
+        for kind in ("api", "edge", "frontdoor", "serving", "storage", "training")
     ]
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert report["pluginReports"] == []
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    environments = {a["environment"] for a in manifest["artifacts"].values() if "environment" in a}
-    assert environments == {"aws://unknown-account/unknown-region"}
+    environments = {name: a["environment"] for name, a in manifest["artifacts"].items() if "environment" in a}
+    # CloudFront's web ACL exists only in us-east-1: the edge stack names that region, whatever the CLI's.
+    assert environments.pop("dogbreed-prod-edge") == "aws://unknown-account/us-east-1"
+    assert set(environments.values()) == {"aws://unknown-account/unknown-region"}
     for template in tmp_path.glob("*.template.json"):
         body = json.loads(template.read_text())
-        # Mappings and Conditions list every region (the DLC accounts) by design; resources must name none.
+        # Mappings and Conditions list every region (the DLC accounts) by design; resources must name none
+        # but the edge stack's, whose web ACL the distribution reads across regions.
         deployed = json.dumps([body.get("Resources"), body.get("Outputs")])
-        assert "eu-west-1" not in deployed and "us-east-1" not in deployed, template.name
+        edge_read = '"StackName": "dogbreed-prod-edge", "Region": "us-east-1"'
+        if template.name != "dogbreed-prod-edge.template.json":
+            assert deployed.count("us-east-1") == deployed.count(edge_read), template.name
+        assert "eu-west-1" not in deployed, template.name
         assert "123456789012" not in deployed, template.name
 
 

@@ -155,6 +155,16 @@ BAD_VALUES = [
     ("endpoint_read_timeout_seconds", 2, "must be an integer from 3 to 60"),
     ("endpoint_max_attempts", 6, "must be an integer from 1 to 5"),
     ("max_image_bytes", 6_000_000, "must be an integer from 1024 to 4000000"),
+    ("front_door_enabled", "true", "must be true or false"),
+    # WAF's rate-based rules count from 10 requests per window.
+    ("front_door_rate_limit", 9, "must be an integer from 10 to 2000000000"),
+    ("front_door_domain_name", "https://dogs.example.com", "must look like dogs.example.com"),
+    # CloudFront takes viewer certificates from us-east-1 only.
+    (
+        "front_door_certificate_arn",
+        "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+        "must look like arn:aws:acm:us-east-1:123456789012:certificate/<uuid>",
+    ),
     # An unversioned package (no /N): what a Marketplace listing has, not a version of a group.
     (
         "model_package_arn",
@@ -479,3 +489,46 @@ def test_a_production_stage_without_a_package_is_not_offered_a_url():
     message = error_of(stage="prod", model_data_url=None)
     assert message.startswith("dogbreed:stages.prod.model_package_arn: missing; name the model: make promote")
     assert "model_data_url" not in message
+
+
+# --- front door ------------------------------------------------------------------------------------------
+
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+
+
+def test_the_front_door_is_off_in_dev_and_on_in_prod():
+    assert load("dev").front_door_enabled is False
+    assert load("prod").front_door_enabled is True
+
+
+def test_a_domain_name_needs_its_certificate_and_the_other_way_round():
+    assert error_of(front_door_enabled=True, front_door_domain_name="dogs.example.com").startswith(
+        "dogbreed:stages.dev.front_door_certificate_arn: front_door_domain_name and "
+        "front_door_certificate_arn go together"
+    )
+    assert error_of(front_door_enabled=True, front_door_certificate_arn=CERTIFICATE).startswith(
+        "dogbreed:stages.dev.front_door_domain_name: front_door_domain_name and front_door_certificate_arn"
+    )
+    config = load(front_door_enabled=True, front_door_domain_name="dogs.example.com",
+                  front_door_certificate_arn=CERTIFICATE)  # fmt: skip
+    assert config.front_door_domain_name == "dogs.example.com"
+
+
+def test_a_domain_name_without_a_front_door_is_a_mistake_not_ignored():
+    message = error_of(front_door_domain_name="dogs.example.com", front_door_certificate_arn=CERTIFICATE)
+    assert message.startswith("dogbreed:stages.dev.front_door_domain_name: set only with front_door_enabled")
+
+
+def test_front_door_alarms_must_reach_someone_from_us_east_1():
+    """The WAF alarm lives in us-east-1, where a team topic of another region cannot be its action."""
+    elsewhere = "arn:aws:sns:eu-west-1:123456789012:ops-pager"
+    message = error_of(stage="prod", alarm_topic_arn=elsewhere)
+    assert message.startswith(
+        "dogbreed:stages.prod.alarm_email: the front door's WAF alarm lives in us-east-1"
+    )
+    assert "eu-west-1" in message
+    # An e-mail reaches the edge stack's own topic; a us-east-1 team topic is an action there.
+    assert load("prod", alarm_topic_arn=elsewhere, alarm_email="ops@example.com").front_door_enabled
+    assert load("prod", alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:ops-pager").front_door_enabled
+    # Without a front door nothing lives in us-east-1.
+    assert load("prod", alarm_topic_arn=elsewhere, front_door_enabled=False).alarm_topic_arn == elsewhere
