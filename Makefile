@@ -17,7 +17,7 @@ EXAMPLE_MODEL_URL := s3://example-bucket/model/model.tar.gz
 # an example (a real deploy sets alarm_email or alarm_topic_arn in cdk.json, or passes -c alarm_email=).
 EXAMPLE_ALARM_EMAIL := alarms@example.com
 
-.PHONY: help setup synth lint test demo bench snapshot-update preflight deploy-check promote dlc-accounts clean
+.PHONY: help setup browser synth lint test demo serve bench snapshot-update preflight deploy-check promote dlc-accounts clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.installed node_modules/.installed  ## Create .venv and node_modules
 
+browser:  ## Find Chromium for the browser tests (DOGBREED_CHROMIUM, else PATH); as root with apt-get, install it
+	$(PYTHON) -m scripts.browser
+
 synth: setup  ## Synthesize every stack for every stage (cdk-nag gate), then cfn-lint the templates
 	@for stage in $(STAGES); do \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet -c stage=$$stage \
@@ -51,8 +54,11 @@ lint: setup  ## ruff over the Python code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup  ## Run the whole test suite
+test: setup browser  ## Run the whole test suite
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+serve: $(VENV)/.installed  ## The web page on a local endpoint at http://127.0.0.1:8000/ (SERVE_ARGS="--server inprocess --port N ...")
+	$(PY) -m scripts.serve $(SERVE_ARGS)
 
 bench: setup  ## Benchmarks (a few minutes on 2 cores): docs/benchmarks.md + .json + docs/img/bench-*.png
 	$(PY) -m bench $(BENCH_ARGS)

@@ -58,26 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "demo")
     args = parser.parse_args(argv)
     work: Path = args.work_dir.resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    data, model_dir, tarball = work / "data", work / "model", work / "model.tar.gz"
     timings: dict[str, float] = {}
-
-    with stage("generate the synthetic dataset", timings):
-        run("-m", "training.synthetic", "--out", str(data), *DATA_ARGS)
-    with stage("train with DDP: 2 processes, gloo on CPU", timings):
-        run(
-            "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "-m", "training.train", "--data-dir", str(data), "--model-dir", str(model_dir),
-            "--checkpoint-dir", str(work / "checkpoints"), "--output-dir", str(work / "output"),
-            *TRAIN_ARGS,
-        )  # fmt: skip
-    with stage("package model.tar.gz", timings):
-        # The serve check training.artifact would run next is the endpoint start below: TorchServe on the
-        # packed archive, which stops the demo with the worker's error if the artifact does not load.
-        run("-m", "training.artifact", "--model-dir", str(model_dir), "--output", str(tarball),
-            "--serve-check", "none")  # fmt: skip
-        print(f"    {tarball} ({tarball.stat().st_size / 1e6:.1f} MB)")
+    tarball = train_and_package(work, timings)
+    data = work / "data"
     with stage("register (dry run): the model package version this model would become", timings):
         registration = dry_run_registration(work)
 
@@ -137,6 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in timings.items():
         print(f"  {seconds:7.2f} s  {name}")
     return 0 if all(r["statusCode"] == 200 for r in responses) else 1
+
+
+def train_and_package(work: Path, timings: dict[str, float]) -> Path:
+    """The demo's model from scratch in ``work`` (emptied first): synthetic data, 2-process DDP training,
+    ``model.tar.gz``; returns the archive. ``scripts.serve`` trains with this when it has no model."""
+    if work.exists():
+        shutil.rmtree(work)
+    data, model_dir, tarball = work / "data", work / "model", work / "model.tar.gz"
+    with stage("generate the synthetic dataset", timings):
+        run("-m", "training.synthetic", "--out", str(data), *DATA_ARGS)
+    with stage("train with DDP: 2 processes, gloo on CPU", timings):
+        run(
+            "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "training.train", "--data-dir", str(data), "--model-dir", str(model_dir),
+            "--checkpoint-dir", str(work / "checkpoints"), "--output-dir", str(work / "output"),
+            *TRAIN_ARGS,
+        )  # fmt: skip
+    with stage("package model.tar.gz", timings):
+        # The serve check training.artifact would run next is the caller's endpoint start (the demo's
+        # TorchServe on the packed archive), which stops with the worker's error if it does not load.
+        run("-m", "training.artifact", "--model-dir", str(model_dir), "--output", str(tarball),
+            "--serve-check", "none")  # fmt: skip
+        print(f"    {tarball} ({tarball.stat().st_size / 1e6:.1f} MB)")
+    return tarball
 
 
 def dry_run_registration(work: Path):
