@@ -83,6 +83,18 @@ _DOMAIN_NAME = re.compile(r"^$|^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?
 # WAF rate-based rules count at least 10 and at most 2,000,000,000 requests per evaluation window
 # (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html).
 WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+# Regions not enabled by default in an account (https://docs.aws.amazon.com/sns/latest/dg/sns-cross-region-delivery.html):
+# SNS delivers from us-east-1 to a Lambda function in none of them
+# (https://docs.aws.amazon.com/sns/latest/dg/lambda-prereq.html), which the front door's alarms need.
+OPT_IN_REGIONS = (
+    "af-south-1", "ap-east-1", "ap-south-2", "ap-southeast-3", "ap-southeast-4", "ap-northeast-3",
+    "eu-south-1", "eu-south-2", "eu-central-2", "il-central-1", "me-south-1", "me-central-1",
+)  # fmt: skip
+# CloudFront waits at most 60 s for an origin's answer unless a quota increase allows more
+# (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/DownloadDistValuesOrigin.html#DownloadDistValuesOriginResponseTimeout);
+# the front door waits the Lambda's timeout plus this margin, so the handler's own answer always arrives.
+CLOUDFRONT_ORIGIN_READ_TIMEOUT_LIMIT_SECONDS = 60
+ORIGIN_READ_MARGIN_SECONDS = 1
 # Keys a command line may set over cdk.json (-c KEY=VALUE), besides stage and model_data_url: where alarms
 # go and which package a production stage serves are what a synth without committed values (CI, a fork)
 # has to supply. A deploy of a production stage still checks that the package is Approved (ModelPackageCheck).
@@ -250,10 +262,6 @@ class StageConfig:
     @property
     def edge_alarm_topic_name(self) -> str:
         return f"{self.endpoint_name}-edge-alarms"
-
-    @property
-    def alarm_topic_region(self) -> str:
-        return self.alarm_topic_arn.split(":")[3] if self.alarm_topic_arn else ""
 
     @property
     def lambda_timeout_seconds(self) -> int:
@@ -554,18 +562,15 @@ def _check_front_door(c: StageConfig, prefix: str) -> None:
             f"{prefix}.front_door_domain_name: set only with front_door_enabled true (got "
             f"{c.front_door_domain_name!r})"
         )
-    # The web ACL's alarm lives in us-east-1, and an alarm acts only on a topic of its own region: a team
-    # topic elsewhere cannot hear it, so without an e-mail the front door's alarm would reach nobody.
-    if (
-        c.front_door_enabled
-        and c.alarm_topic_arn
-        and c.alarm_topic_region != CLOUDFRONT_REGION
-        and not c.alarm_email
-    ):
+    origin_wait = c.lambda_timeout_seconds + ORIGIN_READ_MARGIN_SECONDS
+    if c.front_door_enabled and origin_wait > CLOUDFRONT_ORIGIN_READ_TIMEOUT_LIMIT_SECONDS:
         raise ConfigError(
-            f"{prefix}.alarm_email: the front door's WAF alarm lives in {CLOUDFRONT_REGION} (CloudFront's "
-            f"scope), where alarm_topic_arn ({c.alarm_topic_region}) cannot be an alarm action: set "
-            f"alarm_email too, or name a {CLOUDFRONT_REGION} topic"
+            f"{prefix}.endpoint_read_timeout_seconds: with front_door_enabled the Lambda's timeout "
+            f"(attempts x (connect + read) + backoff + margin = {c.lambda_timeout_seconds} s) must leave "
+            "CloudFront's "
+            f"{CLOUDFRONT_ORIGIN_READ_TIMEOUT_LIMIT_SECONDS} s origin timeout {ORIGIN_READ_MARGIN_SECONDS} s "
+            "to spare: lower endpoint_read_timeout_seconds or endpoint_max_attempts "
+            f"(got {c.endpoint_read_timeout_seconds})"
         )
 
 

@@ -9,7 +9,7 @@ from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 
 from stacks.api import FUNCTION_URL_HOST_OUTPUT, ApiStack
 from stacks.config import CLOUDFRONT_REGION, PROJECT, StageConfig
-from stacks.edge import WEB_ACL_ARN_OUTPUT, EdgeStack
+from stacks.edge import ALARM_TOPIC_ARN_OUTPUT, WEB_ACL_ARN_OUTPUT, EdgeStack
 from stacks.front_door import FrontDoorStack
 from stacks.serving import ServingStack
 from stacks.storage import StorageStack
@@ -105,13 +105,17 @@ def add_stage(app: App, config: StageConfig) -> StageStacks:
             api_host=Fn.get_stack_output(api.stack_name, FUNCTION_URL_HOST_OUTPUT),
             api_function_arn=api.alias.function_arn,
             web_acl_arn=Fn.get_stack_output(edge.stack_name, WEB_ACL_ARN_OUTPUT, region=CLOUDFRONT_REGION),
-            access_logs=storage.access_logs,
+            edge_alarm_topic_arn=Fn.get_stack_output(
+                edge.stack_name, ALARM_TOPIC_ARN_OUTPUT, region=CLOUDFRONT_REGION
+            ),
+            alarm_topic=serving.alarm_topic,
             key=storage.key,
             description=f"dogbreed {config.stage}: CloudFront distribution, web page and its bucket",
         )
         # Fn::GetStackOutput reads are no references CDK can see: state the order.
         front_door.add_stack_dependency(edge)
         front_door.add_stack_dependency(api)
+        front_door.add_stack_dependency(serving)
     stacks = StageStacks(
         storage=storage, training=training, serving=serving, api=api, edge=edge, front_door=front_door
     )

@@ -1,4 +1,4 @@
-"""Edge (us-east-1): the front door's WAF web ACL, its key, logs and alarm.
+"""Edge (us-east-1): the front door's WAF web ACL, its key, logs, alarm and the alarm's topic.
 
 CloudFront takes a web ACL of scope CLOUDFRONT, which exists only in us-east-1, with its metrics, the
 alarms on them and the log group it writes to. So this one stack of a stage names its region; every other
@@ -14,20 +14,19 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import CLOUDFRONT_REGION, StageConfig
-from stacks.constructs.alarms import AlarmTopic, alarm_destinations, notify_on_change
+from stacks.constructs.alarms import notify_on_change
+from stacks.constructs.front_door import API_PATH
 from stacks.constructs.log_group import stage_log_group
 from stacks.constructs.web_acl import FrontDoorWebAcl
 from stacks.storage import (
     RETAIN_EXCEPT_ON_CREATE,
     alarms_statement,
     log_groups_statement,
-    topic_dead_letter_statement,
 )
 
 # The output the front door stack reads (stacks/deployment.py).
 WEB_ACL_ARN_OUTPUT = "WebAclArn"
-# The paths CloudFront forwards to the prediction API (stacks/front_door.py routes them).
-API_PATH_PREFIX = "/api/"
+ALARM_TOPIC_ARN_OUTPUT = "AlarmTopicArn"
 
 
 class EdgeStack(Stack):
@@ -45,38 +44,32 @@ class EdgeStack(Stack):
             enable_key_rotation=True,
             removal_policy=RETAIN_EXCEPT_ON_CREATE,
         )
-        key.add_to_resource_policy(log_groups_statement())
+        waf_log_group = f"aws-waf-logs-{config.front_door_web_acl_name}"
+        key.add_to_resource_policy(log_groups_statement(waf_log_group))
         key.add_to_resource_policy(alarms_statement())
-        key.add_to_resource_policy(topic_dead_letter_statement(config.edge_alarm_topic_name))
 
-        log_group = stage_log_group(
-            self, "WafLogs", config=config, key=key, name=f"aws-waf-logs-{config.front_door_web_acl_name}"
-        )
+        log_group = stage_log_group(self, "WafLogs", config=config, key=key, name=waf_log_group)
         self.web_acl = FrontDoorWebAcl(
             self,
             "WebAcl",
             name=config.front_door_web_acl_name,
             rate_limit=config.front_door_rate_limit,
-            api_path_prefix=API_PATH_PREFIX,
+            api_path=API_PATH,
             log_group=log_group,
         )
-        topic = AlarmTopic(
+        # The web ACL's alarm can act only on a topic of this region. Its one subscriber is the front door
+        # stack's forwarder in the stage's region (constructs/alarm_forwarder.py), which republishes to
+        # the stage's alarm topics: the alarm reaches whoever the stage's other alarms reach.
+        topic = sns.Topic(
             self,
             "Notifications",
-            config=config,
-            key=key,
             topic_name=config.edge_alarm_topic_name,
             display_name=f"{config.endpoint_name} alarms (front door, us-east-1)",
+            master_key=key,
+            enforce_ssl=True,
         )
-        notify_on_change([*self.web_acl.alarms, *topic.alarms], self._destinations(config, topic.topic))
+        notify_on_change(self.web_acl.alarms, [topic])
         CfnOutput(
             self, WEB_ACL_ARN_OUTPUT, value=self.web_acl.arn, description="The front door's WAF web ACL"
         )
-        CfnOutput(self, "AlarmTopicArn", value=topic.topic.topic_arn, description="Front door alarms")
-
-    def _destinations(self, config: StageConfig, topic: sns.ITopic) -> list[sns.ITopic]:
-        # An alarm acts only on a topic of its region: the team's topic hears the front door only where it
-        # is a us-east-1 topic (config refuses a front door whose alarms would then reach nobody).
-        if config.alarm_topic_region == CLOUDFRONT_REGION:
-            return alarm_destinations(self, config, topic)
-        return [topic]
+        CfnOutput(self, ALARM_TOPIC_ARN_OUTPUT, value=topic.topic_arn, description="Front door alarms")

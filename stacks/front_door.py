@@ -11,13 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, CfnRule, CfnRuleAssertion, Fn, Stack
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.config import StageConfig
-from stacks.constructs.front_door import FrontDoorDistribution, PageBucket, PageDeployment
+from stacks.config import CLOUDFRONT_REGION, OPT_IN_REGIONS, StageConfig
+from stacks.constructs.alarm_forwarder import EdgeAlarmForwarder
+from stacks.constructs.alarms import alarm_destinations
+from stacks.constructs.front_door import (
+    DistributionLogBucket,
+    FrontDoorDistribution,
+    PageBucket,
+    PageDeployment,
+)
 from stacks.constructs.log_group import stage_log_group
 
 WEB_SOURCE = Path(__file__).resolve().parent.parent / "web"
@@ -37,12 +44,14 @@ class FrontDoorStack(Stack):
         api_host: str,
         api_function_arn: str,
         web_acl_arn: str,
-        access_logs: s3.IBucket,
+        edge_alarm_topic_arn: str,
+        alarm_topic: sns.ITopic,
         key: kms.IKey,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         page = PageBucket(self, "Page")
+        logs = DistributionLogBucket(self, "Logs", expiration_days=config.access_log_expiration_days)
         front = FrontDoorDistribution(
             self,
             "Distribution",
@@ -50,11 +59,35 @@ class FrontDoorStack(Stack):
             api_host=api_host,
             api_function_arn=api_function_arn,
             web_acl_arn=web_acl_arn,
-            access_logs=access_logs,
+            log_bucket=logs.bucket,
             api_timeout_seconds=config.lambda_timeout_seconds,
             domain_name=config.front_door_domain_name,
             certificate_arn=config.front_door_certificate_arn,
             description=f"dogbreed {config.stage}: web page and prediction API",
+        )
+        EdgeAlarmForwarder(
+            self,
+            "EdgeAlarms",
+            source_topic_arn=edge_alarm_topic_arn,
+            source_region=CLOUDFRONT_REGION,
+            destinations=alarm_destinations(self, config, alarm_topic),
+            key=key,
+            log_group=stage_log_group(self, "EdgeAlarmsLogs", config=config, key=key),
+            description=f"dogbreed {config.stage}: forward the front door's alarms from the edge stack",
+        )
+        # SNS delivers from us-east-1 to Lambda only in regions enabled by default, and CloudFront's
+        # standard logs reach no bucket in some opt-in regions: stop a deploy there before it starts.
+        CfnRule(
+            self,
+            "FrontDoorInADefaultRegion",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_not(Fn.condition_contains(list(OPT_IN_REGIONS), Aws.REGION)),
+                    assert_description="The front door needs a region enabled by default (SNS delivers "
+                    "its us-east-1 alarms to Lambda only there): set front_door_enabled false for a stage in "
+                    "an opt-in region",
+                )
+            ],
         )
         PageDeployment(
             self,

@@ -112,10 +112,10 @@ class ProjectKey(Construct):
         )
 
 
-def log_groups_statement() -> iam.PolicyStatement:
+def log_groups_statement(log_group_name: str = "*") -> iam.PolicyStatement:
     """CloudWatch Logs encrypts a log group with a CMK only if the key policy lets the regional logs
-    service use it, scoped to this account's log groups by encryption context
-    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+    service use it, scoped to this account's log groups (``log_group_name``, a name or a pattern) by
+    encryption context (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
     return iam.PolicyStatement(
         principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
         actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
@@ -123,7 +123,7 @@ def log_groups_statement() -> iam.PolicyStatement:
         conditions={
             "ArnLike": {
                 "kms:EncryptionContext:aws:logs:arn": (
-                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{log_group_name}"
                 )
             }
         },
@@ -179,13 +179,7 @@ class AccessLogBucket(Construct):
             # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            # CloudFront's standard logs (the front door's) arrive through an ACL grant, which a bucket
-            # with ACLs disabled refuses ("The S3 bucket that you specified for CloudFront logs does not
-            # enable ACL access"; https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/standard-logging-legacy-s3.html):
-            # only a stage with a front door enables them, and only for the bucket owner's preference.
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED
-            if config.front_door_enabled
-            else s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             versioned=True,
             removal_policy=RETAIN_EXCEPT_ON_CREATE,
@@ -321,8 +315,8 @@ class StorageStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.key = ProjectKey(self, "ProjectKey", config=config).key
-        self.access_logs = AccessLogBucket(self, "AccessLogs", config=config).bucket
+        access_logs = AccessLogBucket(self, "AccessLogs", config=config).bucket
         self.artifacts = ArtifactBucket(
-            self, "Artifacts", config=config, key=self.key, access_logs=self.access_logs
+            self, "Artifacts", config=config, key=self.key, access_logs=access_logs
         )
         self.bucket = self.artifacts.bucket

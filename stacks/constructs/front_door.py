@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -24,14 +24,14 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from stacks.config import ORIGIN_READ_MARGIN_SECONDS
 from stacks.constructs.cdk_providers import acknowledge_cdk_provider
 from stacks.security_headers import CONTENT_SECURITY_POLICY, HSTS_MAX_AGE_SECONDS
+from stacks.storage import RETAIN_EXCEPT_ON_CREATE
 
+# The one path CloudFront forwards to the prediction API; WAF's rate limit counts the same path.
 API_PATH = "/api/predict"
 DISTRIBUTION_LOG_PREFIX = "cloudfront/"
-# CloudFront waits at most 60 s for an origin's answer unless a quota increase allows more
-# (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/DownloadDistValuesOrigin.html#DownloadDistValuesOriginResponseTimeout).
-MAX_ORIGIN_READ_TIMEOUT_SECONDS = 60
 
 
 class PageBucket(Construct):
@@ -50,9 +50,11 @@ class PageBucket(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             minimum_tls_version=1.2,
-            # The page's source of truth is web/ in git, deployed by BucketDeployment; nothing here is
-            # worth keeping after the stack, and a versioned bucket could not be emptied on deletion.
-            removal_policy=RemovalPolicy.DESTROY,
+            # Kept when the stack is deleted (a few KB of page, delete it by hand), but removed when the
+            # first create rolls back. The page deployment never empties the bucket: CDK's handler would
+            # only do that on its own deletion, and a deployment whose logical id changed would then
+            # delete the page the new one had just written (PageDeployment keeps retain_on_delete).
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
         )
         reason = "The bucket holds only the web page, deployed from web/ in git on every deploy"
         # Every read of the bucket is an origin fetch of the distribution, whose standard logs record
@@ -77,6 +79,53 @@ class PageBucket(Construct):
         )
 
 
+class DistributionLogBucket(Construct):
+    """The distribution's standard logs: a bucket of the front door's own, because they arrive through an
+    ACL grant to CloudFront's log delivery account, which a bucket with ACLs disabled refuses ("The S3
+    bucket that you specified for CloudFront logs does not enable ACL access";
+    https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/standard-logging-legacy-s3.html).
+    The stage's access-log bucket keeps ACLs disabled: enabling them there, and disabling them again
+    when the front door goes, would fail (S3 refuses BucketOwnerEnforced while an ACL grants another
+    account)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, expiration_days: int) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            # CloudFront's log delivery writes to SSE-S3 buckets; SSE-KMS would need its account in the key.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            enforce_ssl=True,
+            versioned=True,
+            removal_policy=RETAIN_EXCEPT_ON_CREATE,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-distribution-logs",
+                    expiration=Duration.days(expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+        loop = "This is the distribution's log destination; logging it into itself would loop."
+        Validations.of(self.bucket).acknowledge(
+            Acknowledgment(id="AwsSolutions-S1", reason=loop),
+            Acknowledgment(id="NIST.800.53.R5-S3BucketLoggingEnabled", reason=loop),
+            Acknowledgment(
+                id="NIST.800.53.R5-S3DefaultEncryptionKMS",
+                reason="CloudFront's standard logs are delivered to SSE-S3 buckets; SSE-KMS would need the "
+                "log delivery account in the key's policy.",
+            ),
+            Acknowledgment(
+                id="NIST.800.53.R5-S3BucketReplicationEnabled",
+                reason="Access logs of a single-region project, versioned and kept on deletion; a replica "
+                "would double their cost.",
+            ),
+        )
+
+
 class FrontDoorDistribution(Construct):
     """The distribution, its security headers policy and the two origin access controls."""
 
@@ -89,7 +138,7 @@ class FrontDoorDistribution(Construct):
         api_host: str,
         api_function_arn: str,
         web_acl_arn: str,
-        access_logs: s3.IBucket,
+        log_bucket: s3.IBucket,
         api_timeout_seconds: int,
         domain_name: str,
         certificate_arn: str,
@@ -128,7 +177,8 @@ class FrontDoorDistribution(Construct):
                 protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
                 # The handler answers every failure itself within its own timeout; CloudFront must wait
                 # that long, or the caller gets CloudFront's 504 page instead of the handler's answer.
-                read_timeout=Duration.seconds(min(api_timeout_seconds + 1, MAX_ORIGIN_READ_TIMEOUT_SECONDS)),
+                # (config refuses a Lambda timeout CloudFront cannot wait for).
+                read_timeout=Duration.seconds(api_timeout_seconds + ORIGIN_READ_MARGIN_SECONDS),
             ),
             viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
             allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
@@ -158,6 +208,9 @@ class FrontDoorDistribution(Construct):
             # North America and Europe edges: the cheapest class; other viewers reach the nearest of them.
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            # IPv4 only: WAF's rate limit counts per client address, and an IPv6 client holds a /64 of
+            # them (2^64 addresses to rotate through); dual-stack clients reach the distribution over IPv4.
+            enable_ipv6=False,
             domain_names=[domain_name] if custom_domain else None,
             certificate=acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn)
             if custom_domain
@@ -168,7 +221,7 @@ class FrontDoorDistribution(Construct):
             if custom_domain
             else None,
             enable_logging=True,
-            log_bucket=access_logs,
+            log_bucket=log_bucket,
             log_file_prefix=DISTRIBUTION_LOG_PREFIX,
         )
         Validations.of(self.distribution).acknowledge(
@@ -295,7 +348,6 @@ class PageDeployment(Construct):
             # A new page is live at once: the edges drop their cached copies of the old one.
             distribution=distribution,
             distribution_paths=["/*"],
-            retain_on_delete=False,
             role=role.without_policy_updates(),
             log_group=log_group,
         )

@@ -70,7 +70,7 @@ class FrontDoorWebAcl(Construct):
         *,
         name: str,
         rate_limit: int,
-        api_path_prefix: str,
+        api_path: str,
         log_group: logs.LogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -83,12 +83,12 @@ class FrontDoorWebAcl(Construct):
                     limit=rate_limit,
                     aggregate_key_type="IP",
                     evaluation_window_sec=RATE_WINDOW_SECONDS,
-                    # Only the API counts: a page load (three static files, cached) is not a prediction.
+                    # Only the API counts: a page load (four static files, cached) is not a prediction.
                     scope_down_statement=wafv2.CfnWebACL.StatementProperty(
                         byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
                             field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
-                            positional_constraint="STARTS_WITH",
-                            search_string=api_path_prefix,
+                            positional_constraint="EXACTLY",
+                            search_string=api_path,
                             text_transformations=[
                                 wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
                             ],

@@ -519,16 +519,14 @@ def test_a_domain_name_without_a_front_door_is_a_mistake_not_ignored():
     assert message.startswith("dogbreed:stages.dev.front_door_domain_name: set only with front_door_enabled")
 
 
-def test_front_door_alarms_must_reach_someone_from_us_east_1():
-    """The WAF alarm lives in us-east-1, where a team topic of another region cannot be its action."""
-    elsewhere = "arn:aws:sns:eu-west-1:123456789012:ops-pager"
-    message = error_of(stage="prod", alarm_topic_arn=elsewhere)
+def test_a_front_door_needs_a_lambda_timeout_cloudfront_can_wait_for():
+    """CloudFront waits at most 60 s for the origin; a longer Lambda timeout would turn the handler's 504
+    into CloudFront's error page."""
+    message = error_of(stage="prod", endpoint_read_timeout_seconds=20)
     assert message.startswith(
-        "dogbreed:stages.prod.alarm_email: the front door's WAF alarm lives in us-east-1"
+        "dogbreed:stages.prod.endpoint_read_timeout_seconds: with front_door_enabled the Lambda's timeout"
     )
-    assert "eu-west-1" in message
-    # An e-mail reaches the edge stack's own topic; a us-east-1 team topic is an action there.
-    assert load("prod", alarm_topic_arn=elsewhere, alarm_email="ops@example.com").front_door_enabled
-    assert load("prod", alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:ops-pager").front_door_enabled
-    # Without a front door nothing lives in us-east-1.
-    assert load("prod", alarm_topic_arn=elsewhere, front_door_enabled=False).alarm_topic_arn == elsewhere
+    assert "60 s origin timeout" in message and "(got 20)" in message
+    assert (
+        load("prod", endpoint_read_timeout_seconds=20, front_door_enabled=False).lambda_timeout_seconds > 60
+    )

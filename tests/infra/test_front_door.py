@@ -13,7 +13,7 @@ import json
 import pytest
 
 from stacks.constructs.web_acl import BODY_RULES_COUNTED, RATE_LIMITED_BODY
-from stacks.security_headers import CONTENT_SECURITY_POLICY, HSTS_MAX_AGE_SECONDS
+from stacks.security_headers import SECURITY_HEADERS
 
 from .conftest import synth_stage
 
@@ -43,6 +43,13 @@ def distribution_arn(synth) -> dict:
              {"Ref": distribution_id}],
         ]
     }  # fmt: skip
+
+
+def page_bucket(synth) -> tuple[str, dict]:
+    (found,) = [
+        (k, b) for k, b in synth.resources("frontdoor", "AWS::S3::Bucket").items() if k.startswith("Page")
+    ]
+    return found
 
 
 def web_acl(synth) -> dict:
@@ -132,12 +139,22 @@ def test_the_api_stack_publishes_the_url_host_it_computes(prod):
 def test_only_this_distribution_may_invoke_the_function_url(prod):
     """Two statements on the alias (the URL's qualifier), for the CloudFront service principal, each
     conditioned on this distribution's ARN; nothing else in the stage adds a resource policy to it."""
-    permissions = {
+    alias_id, _ = only(prod.resources("api", "AWS::Lambda::Alias"))
+
+    def names_the_alias(function_name) -> bool:
+        output = function_name.get("Fn::GetStackOutput", {}) if isinstance(function_name, dict) else {}
+        return output.get("StackName") == "dogbreed-prod-api" and prod.templates["api"]["Outputs"][
+            output["OutputName"]
+        ]["Value"] == {"Ref": alias_id}
+
+    everywhere = {
         f"{kind}/{logical_id}": p["Properties"]
         for kind in prod.templates
         for logical_id, p in prod.resources(kind, "AWS::Lambda::Permission").items()
     }
-    alias_id, _ = only(prod.resources("api", "AWS::Lambda::Alias"))
+    permissions = {where: p for where, p in everywhere.items() if names_the_alias(p["FunctionName"])}
+    # The only other resource policy of the stage: the edge topic may invoke the alarm forwarder.
+    assert {p["Principal"] for w, p in everywhere.items() if w not in permissions} <= {"sns.amazonaws.com"}
     assert {p["Action"] for p in permissions.values()} == {
         "lambda:InvokeFunctionUrl",
         "lambda:InvokeFunction",
@@ -147,9 +164,6 @@ def test_only_this_distribution_may_invoke_the_function_url(prod):
         assert where.startswith("frontdoor/"), where
         assert permission["Principal"] == "cloudfront.amazonaws.com"
         assert permission["SourceArn"] == distribution_arn(prod)
-        output = permission["FunctionName"]["Fn::GetStackOutput"]
-        assert output["StackName"] == "dogbreed-prod-api"
-        assert prod.templates["api"]["Outputs"][output["OutputName"]]["Value"] == {"Ref": alias_id}
     by_action = {p["Action"]: p for p in permissions.values()}
     assert by_action["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"] == "AWS_IAM"
     assert by_action["lambda:InvokeFunction"]["InvokedViaFunctionUrl"] is True
@@ -172,7 +186,7 @@ def test_the_page_comes_from_a_private_bucket_only_the_distribution_reads(prod):
     assert default["CachePolicyId"] == CACHING_OPTIMIZED
     assert config["DefaultRootObject"] == "index.html"
     (origin,) = [o for o in config["Origins"] if o["Id"] == default["TargetOriginId"]]
-    bucket_id, bucket = only(prod.resources("frontdoor", "AWS::S3::Bucket"))
+    bucket_id, bucket = page_bucket(prod)
     assert origin["DomainName"] == {"Fn::GetAtt": [bucket_id, "RegionalDomainName"]}
     access_id = origin["OriginAccessControlId"]["Fn::GetAtt"][0]
     access = prod.templates["frontdoor"]["Resources"][access_id]["Properties"]["OriginAccessControlConfig"]
@@ -180,7 +194,11 @@ def test_the_page_comes_from_a_private_bucket_only_the_distribution_reads(prod):
     blocked = bucket["Properties"]["PublicAccessBlockConfiguration"]
     assert all(blocked[key] for key in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
                                         "RestrictPublicBuckets"))  # fmt: skip
-    _, policy = only(prod.resources("frontdoor", "AWS::S3::BucketPolicy"))
+    (policy,) = [
+        p
+        for p in prod.resources("frontdoor", "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
     allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
     (read,) = allows
     assert read["Principal"] == {"Service": "cloudfront.amazonaws.com"}
@@ -199,6 +217,13 @@ def test_the_page_deployment_may_touch_one_archive_one_bucket_and_one_distributi
         "InvalidateThisDistribution",
         "WriteOwnLogs",
     }
+    bucket_id, _ = page_bucket(prod)
+    bucket_arn = {"Fn::GetAtt": [bucket_id, "Arn"]}
+    assert statements["ListThePageBucket"]["Action"] == "s3:ListBucket"
+    assert statements["ListThePageBucket"]["Resource"] == bucket_arn
+    assert sorted(statements["WriteThePage"]["Action"]) == ["s3:DeleteObject", "s3:PutObject"]
+    assert statements["WriteThePage"]["Resource"] == {"Fn::Join": ["", [bucket_arn, "/*"]]}
+    assert statements["ReadThePageArchive"]["Action"] == "s3:GetObject"
     assert statements["InvalidateThisDistribution"]["Resource"] == distribution_arn(prod)
     archive = json.dumps(statements["ReadThePageArchive"]["Resource"])
     assert archive.endswith('.zip"]]}') and "cdk-hnb659fds-assets-" in archive
@@ -211,42 +236,75 @@ def test_the_page_deployment_may_touch_one_archive_one_bucket_and_one_distributi
     assert role_id.startswith("PageFilesRole")
     assert "ManagedPolicyArns" not in resources[role_id]["Properties"]
     assert "Policies" not in resources[role_id]["Properties"]
+    # CDK's handler empties the bucket on its own deletion unless retain_on_delete: never here, so a
+    # deployment replaced under a new logical id cannot delete the page its successor just wrote.
+    assert deployment["Properties"].get("RetainOnDelete", True) is not False
+    assert page_bucket(prod)[1]["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
-def test_every_response_carries_the_security_headers(prod):
+def test_the_page_archive_holds_the_page_and_nothing_else(prod):
+    """What BucketDeployment copies: web/'s page files, not tests, caches or notes kept beside them."""
+    assets = json.loads((prod.outdir / "dogbreed-prod-frontdoor.assets.json").read_text())["files"]
+    resources = prod.templates["frontdoor"]["Resources"]
+    (policy,) = [r for k, r in resources.items() if k.startswith("PageFilesPolicy")]
+    (read,) = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == "ReadThePageArchive"
+    ]
+    archive_hash = json.dumps(read["Resource"]).rsplit("/", 1)[1].split(".zip")[0]
+    directory = prod.outdir / assets[archive_hash]["source"]["path"]
+    files = sorted(p.name for p in directory.rglob("*") if p.is_file())
+    assert "index.html" in files and "app.js" in files and "style.css" in files
+    assert all(name.endswith((".html", ".css", ".js", ".svg")) for name in files), files
+
+
+def test_every_response_carries_the_security_headers_make_serve_sends(prod):
+    """The response headers policy, read back as the headers CloudFront sends, equals SECURITY_HEADERS,
+    which the local server sends too: the browser test runs the page under production's policy."""
     config = distribution_config(prod)
     behaviours = [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]
     (headers_id,) = {b["ResponseHeadersPolicyId"]["Ref"] for b in behaviours}
     policy = prod.templates["frontdoor"]["Resources"][headers_id]["Properties"]["ResponseHeadersPolicyConfig"]
     security = policy["SecurityHeadersConfig"]
-    assert security["ContentSecurityPolicy"] == {
-        "ContentSecurityPolicy": CONTENT_SECURITY_POLICY,
-        "Override": True,
+    assert all(header["Override"] for header in security.values())
+    hsts = security["StrictTransportSecurity"]
+    sent = {
+        "content-security-policy": security["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+        "strict-transport-security": f"max-age={hsts['AccessControlMaxAgeSec']}"
+        + ("; includeSubDomains" if hsts["IncludeSubdomains"] else ""),
+        "x-content-type-options": "nosniff" if "ContentTypeOptions" in security else None,
+        "x-frame-options": security["FrameOptions"]["FrameOption"],
+        "referrer-policy": security["ReferrerPolicy"]["ReferrerPolicy"],
     }
-    assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
-    assert security["StrictTransportSecurity"] == {
-        "AccessControlMaxAgeSec": HSTS_MAX_AGE_SECONDS,
-        "IncludeSubdomains": True,
-        "Override": True,
-    }
-    assert security["ContentTypeOptions"] == {"Override": True}
-    assert security["FrameOptions"] == {"FrameOption": "DENY", "Override": True}
-    assert security["ReferrerPolicy"] == {"ReferrerPolicy": "same-origin", "Override": True}
+    assert sent == SECURITY_HEADERS
+    assert "frame-ancestors 'none'" in SECURITY_HEADERS["content-security-policy"]
 
 
-def test_access_logs_go_to_the_stage_access_log_bucket_which_then_accepts_cloudfront_acls(dev, prod):
+def test_access_logs_go_to_a_log_bucket_of_the_front_door_with_acls_for_cloudfront(dev, prod):
     logging = distribution_config(prod)["Logging"]
     assert logging["Prefix"] == "cloudfront/"
-    assert logging["Bucket"]["Fn::GetStackOutput"]["StackName"] == "dogbreed-prod-storage"
+    (log_bucket_id,) = [k for k in prod.resources("frontdoor", "AWS::S3::Bucket") if k.startswith("Logs")]
+    assert logging["Bucket"] == {"Fn::GetAtt": [log_bucket_id, "RegionalDomainName"]}
+    log_bucket = prod.templates["frontdoor"]["Resources"][log_bucket_id]
+    assert log_bucket["Properties"]["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerPreferred"}
+    ]
+    assert log_bucket["DeletionPolicy"] == "RetainExceptOnCreate"
+    (rule,) = log_bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] == prod.config.access_log_expiration_days
 
+    # The stage's own access-log bucket keeps ACLs disabled, with or without a front door: switching the
+    # front door off never has to disable ACLs that CloudFront's grant holds.
     def access_log_ownership(synth) -> str:
         (bucket,) = [
             b for k, b in synth.resources("storage", "AWS::S3::Bucket").items() if k.startswith("AccessLogs")
         ]
         return bucket["Properties"]["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
 
-    assert access_log_ownership(prod) == "BucketOwnerPreferred"
-    assert access_log_ownership(dev) == "BucketOwnerEnforced"
+    assert access_log_ownership(prod) == access_log_ownership(dev) == "BucketOwnerEnforced"
+
+
+def test_the_distribution_serves_ipv4_only_so_the_per_ip_rate_limit_holds(prod):
+    assert distribution_config(prod)["IPV6Enabled"] is False
 
 
 def test_the_default_domain_is_served_as_cloudfront_allows_and_an_own_domain_with_tls_1_2(
@@ -296,8 +354,9 @@ def test_clients_over_the_rate_limit_get_the_apis_429_shape(prod, custom_domain)
     assert statement["AggregateKeyType"] == "IP"
     assert statement["EvaluationWindowSec"] == 300
     match = statement["ScopeDownStatement"]["ByteMatchStatement"]
+    (api,) = distribution_config(prod)["CacheBehaviors"]
     assert (match["FieldToMatch"], match["PositionalConstraint"], match["SearchString"]) == (
-        {"UriPath": {}}, "STARTS_WITH", "/api/"
+        {"UriPath": {}}, "EXACTLY", api["PathPattern"]
     )  # fmt: skip
     response = rule["Action"]["Block"]["CustomResponse"]
     assert response["ResponseCode"] == 429
@@ -346,20 +405,17 @@ def test_waf_logs_go_to_a_kms_encrypted_log_group_of_its_own_region(prod):
     assert group["Properties"]["RetentionInDays"] == prod.config.log_retention_days
 
 
-def test_a_spike_of_blocked_requests_notifies_the_stages_alarm_email(prod):
+def test_a_spike_of_blocked_requests_is_an_alarm_on_the_web_acls_metric(prod):
     (alarm,) = [
         a["Properties"]
         for a in prod.resources("edge", "AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("MetricName") == "BlockedRequests"
     ]
     assert alarm["Namespace"] == "AWS/WAFV2"
+    # WAF reports a web ACL's metrics under its VisibilityConfig.MetricName.
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
-        "WebACL": "dogbreed-prod-front-door",
+        "WebACL": web_acl(prod)["VisibilityConfig"]["MetricName"],
         "Rule": "ALL",
     }
-    topic_id, topic = only(prod.resources("edge", "AWS::SNS::Topic"))
-    assert topic["Properties"]["TopicName"] == "dogbreed-prod-edge-alarms"
-    assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_id}]
-    (subscription,) = prod.resources("edge", "AWS::SNS::Subscription").values()
-    assert subscription["Properties"]["Protocol"] == "email"
-    assert subscription["Properties"]["Endpoint"] == prod.config.alarm_email
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (60, 5, 3)
+    # Where it goes from there: test_alarm_forwarder.py.

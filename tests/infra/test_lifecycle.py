@@ -92,9 +92,8 @@ def test_a_production_stage_without_an_alarm_destination_stops_the_synth():
 
 
 def test_an_existing_topic_is_a_production_alarm_destination():
-    # Without the front door, whose us-east-1 alarm an eu-west-1 topic cannot hear (test_config.py).
-    context = stage_context("prod", alarm_email="", alarm_topic_arn=TEAM_TOPIC, front_door_enabled=False)
-    assert load_stage_config(context.get).alarm_topic_arn == TEAM_TOPIC
+    config = load_stage_config(stage_context("prod", alarm_email="", alarm_topic_arn=TEAM_TOPIC).get)
+    assert config.alarm_topic_arn == TEAM_TOPIC
 
 
 def test_a_development_stage_may_alarm_to_its_topic_only():
@@ -166,20 +165,19 @@ def test_without_an_alarm_email_there_is_no_subscription_or_queue_but_the_key_gr
 
 
 def test_an_existing_topic_hears_every_alarm_of_the_stage(tmp_path):
-    synth = synth_stage(
-        tmp_path, "prod", alarm_email="", alarm_topic_arn=TEAM_TOPIC, front_door_enabled=False
-    )
+    synth = synth_stage(tmp_path, "prod", alarm_email="", alarm_topic_arn=TEAM_TOPIC)
     alarms = [
         alarm["Properties"]
-        for kind in ("serving", "api")
+        # The front door's forwarder republishes the us-east-1 alarms to both (test_alarm_forwarder.py).
+        for kind in ("serving", "api", "frontdoor")
         for alarm in synth.resources(kind, "AWS::CloudWatch::Alarm").values()
     ]
-    assert len(alarms) >= 6
+    assert len(alarms) >= 7
     for alarm in alarms:
         assert TEAM_TOPIC in alarm["AlarmActions"] and len(alarm["AlarmActions"]) == 2
         assert alarm["OKActions"] == alarm["AlarmActions"]
     # Alarms act only on topics of their own region: a deploy elsewhere stops before it creates anything.
-    for kind in ("serving", "api"):
+    for kind in ("serving", "api", "frontdoor"):
         (assertion,) = synth.templates[kind]["Rules"]["TeamAlarmTopicInThisRegion"]["Assertions"]
         assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "eu-west-1"]}
         assert "deploy this stage to eu-west-1" in assertion["AssertDescription"]
