@@ -254,8 +254,9 @@ class TorchServeContainer:
                 retrying_since = retrying_since or time.monotonic()
                 # The frontend logs the retry from its own thread; the worker's last words (its stderr,
                 # relayed line by line) may still be on their way, so give them a moment.
-                failure = _worker_error(log)
-                if failure or time.monotonic() - retrying_since > WORKER_ERROR_GRACE_SECONDS:
+                settled = time.monotonic() - retrying_since > WORKER_ERROR_GRACE_SECONDS
+                failure = _worker_error(log, settled=settled)
+                if failure or settled:
                     reason = failure or "the worker died while loading (see the container log)"
                     raise ContainerStartError(f"the model failed to load in a TorchServe worker: {reason}")
             with contextlib.suppress(OSError, RuntimeError, ValueError, http.client.HTTPException):
@@ -285,22 +286,25 @@ class TorchServeContainer:
             connection.close()
 
 
-def _worker_error(log: str) -> str | None:
-    """The last error line a worker wrote, once TorchServe has started retrying it.
+def _worker_error(log: str, *, settled: bool = False) -> str | None:
+    """The last error line a worker wrote, once TorchServe has started retrying it: the model's own error;
+    TorchServe's status line only once ``settled`` (the worker's last words had time to arrive).
 
     TorchServe restarts a worker whose ``initialize`` raised, with back-off, for ``maxRetryTimeoutInSec``
     (300 s) while ``/ping`` keeps answering 200; the log line "Retry worker" is the first sign.
     """
-    errors = [
-        line.split("MODEL_LOG - ", 1)[1]
-        for line in log.splitlines()
-        if "MODEL_LOG - " in line and ("Error" in line or "Exception" in line)
-    ]
+    relayed = [line.split("MODEL_LOG - ", 1)[1] for line in log.splitlines() if "MODEL_LOG - " in line]
+    # A traceback arrives frame by frame, its source lines indented ("    raise RuntimeError(...)"): only a
+    # line of its own names an error.
+    errors = [line for line in relayed if not line[:1].isspace() and ("Error" in line or "Exception" in line)]
     # After logging the load failure, the worker re-raises its own status as ``RuntimeError("500 - Unknown
     # exception")`` (ts/model_service_worker.py, handle_connection): that line says nothing about the model,
-    # and on a busy machine it is already in the log when the cause is read.
+    # and on a busy machine it is already in the log when the cause is read. Until the cause arrives there
+    # is none to give (the caller waits WORKER_ERROR_GRACE_SECONDS for it).
     causes = [line for line in errors if not _TORCHSERVE_STATUS.match(line)]
-    return (causes or errors)[-1] if errors else None
+    if causes:
+        return causes[-1]
+    return errors[-1] if settled and errors else None
 
 
 _TORCHSERVE_STATUS = re.compile(r"^RuntimeError: \d{3} - ")

@@ -171,6 +171,15 @@ def test_a_load_failure_is_told_by_its_cause_not_by_torchserves_status_line():
         )
     )
     assert _worker_error(log).startswith("RuntimeError: model.pt does not load")
-    assert _worker_error(prefix + "RuntimeError: 500 - Unknown exception") == (
-        "RuntimeError: 500 - Unknown exception"
+    # The status line alone: the cause may still be on its way, so no reason yet; once the grace period
+    # is over, the status line is all there is.
+    status_only = "\n".join(
+        prefix + line
+        for line in (
+            "Traceback (most recent call last):",
+            '    raise RuntimeError("{} - {}".format(code, result))',
+            "RuntimeError: 500 - Unknown exception",
+        )
     )
+    assert _worker_error(status_only) is None
+    assert _worker_error(status_only, settled=True) == "RuntimeError: 500 - Unknown exception"
