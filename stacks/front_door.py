@@ -65,7 +65,7 @@ class FrontDoorStack(Stack):
             certificate_arn=config.front_door_certificate_arn,
             description=f"dogbreed {config.stage}: web page and prediction API",
         )
-        EdgeAlarmForwarder(
+        forwarder = EdgeAlarmForwarder(
             self,
             "EdgeAlarms",
             source_topic_arn=edge_alarm_topic_arn,
@@ -100,5 +100,12 @@ class FrontDoorStack(Stack):
             description=f"dogbreed {config.stage}: deploy the web page",
         )
         CfnOutput(self, "Url", value=front.url, description="The web page; POST images to /api/predict")
+        CfnOutput(
+            self,
+            "EdgeAlarmForwarderRoleArn",
+            value=forwarder.role.role_arn,
+            description="Publishes the front door's alarms to the stage's topics: a KMS-encrypted "
+            "alarm_topic_arn's key policy must let it use the key",
+        )
         CfnOutput(self, "DistributionId", value=front.distribution.distribution_id)
         CfnOutput(self, "PageBucketName", value=page.bucket.bucket_name)

@@ -83,6 +83,7 @@ class EdgeAlarmForwarder(Construct):
                 ),
             ],
         )
+        self.role = role
         self.function = lambda_.Function(
             self,
             "Function",

@@ -350,6 +350,9 @@ class PageDeployment(Construct):
             distribution_paths=["/*"],
             role=role.without_policy_updates(),
             log_group=log_group,
+            # The file names carry no version: a browser revalidates each file (a 304 when unchanged), so
+            # it never runs a new index.html with an old app.js after a deploy. `make serve` sends the same.
+            cache_control=[s3deploy.CacheControl.no_cache()],
         )
         # The copy runs as soon as the function exists; the role must already hold its policy.
         deployment.node.add_dependency(policy)

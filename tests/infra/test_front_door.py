@@ -229,6 +229,8 @@ def test_the_page_deployment_may_touch_one_archive_one_bucket_and_one_distributi
     assert archive.endswith('.zip"]]}') and "cdk-hnb659fds-assets-" in archive
     (deployment,) = [r for r in resources.values() if r["Type"] == "Custom::CDKBucketDeployment"]
     assert any(d.startswith("PageFilesPolicy") for d in deployment["DependsOn"])
+    # Unversioned file names: browsers revalidate each file, never mixing a new page with an old script.
+    assert deployment["Properties"]["SystemMetadata"] == {"cache-control": "no-cache"}
     (function,) = [
         r for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function" and "BucketDeployment" in k
     ]
