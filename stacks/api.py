@@ -13,7 +13,7 @@ from constructs import Construct
 
 from stacks.config import StageConfig
 from stacks.constructs.api_alarms import ApiAlarms
-from stacks.constructs.log_group import stage_log_group
+from stacks.constructs.log_group import stage_log_group, write_logs_statement
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 # Only the handler's sources are deployed: no caches, tests or local tooling.
@@ -68,11 +68,7 @@ class PredictionFunction(Construct):
                     actions=["sagemaker:InvokeEndpoint"],
                     resources=[endpoint_arn, *([inference_component_arn] if inference_component_arn else [])],
                 ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[f"{self.log_group.log_group_arn}"],
-                ),
+                write_logs_statement(self.log_group),
                 iam.PolicyStatement(
                     sid="WriteTraces",
                     actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],

@@ -24,6 +24,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.constructs.alarms import dead_letter_queue, notify_on_change, undelivered_alarm
+from stacks.constructs.log_group import function_role
 
 FORWARDER_SOURCE = Path(__file__).resolve().parent / "edge_alarm_forwarder"
 RUNTIME_REASON = (
@@ -51,13 +52,10 @@ class EdgeAlarmForwarder(Construct):
         # After Lambda's retries of an asynchronous invocation, the notification is kept here, and the
         # queue's alarm tells the destinations one was lost.
         undelivered = dead_letter_queue(self, "Undelivered", key=key, of="the front door's alarm forwarder")
-        role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
-        )
-        policy = iam.ManagedPolicy(
+        role, policy = function_role(
             self,
-            "Policy",
-            roles=[role],
+            description=description,
+            log_group=log_group,
             statements=[
                 iam.PolicyStatement(
                     sid="PublishToTheStageAlarmTopics",
@@ -76,11 +74,6 @@ class EdgeAlarmForwarder(Construct):
                     actions=["sqs:SendMessage"],
                     resources=[undelivered.queue_arn],
                 ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group.log_group_arn],
-                ),
             ],
         )
         self.role = role
@@ -92,7 +85,7 @@ class EdgeAlarmForwarder(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler="index.handler",
             code=lambda_.Code.from_asset(str(FORWARDER_SOURCE), exclude=["__pycache__", "*.pyc"]),
-            role=role.without_policy_updates(),
+            role=role,
             memory_size=128,
             timeout=Duration.seconds(30),
             environment={"TOPIC_ARNS": ",".join(topic.topic_arn for topic in destinations)},

@@ -26,8 +26,9 @@ from constructs import Construct
 
 from stacks.config import ORIGIN_READ_MARGIN_SECONDS
 from stacks.constructs.cdk_providers import acknowledge_cdk_provider
+from stacks.constructs.log_group import function_role
 from stacks.security_headers import CONTENT_SECURITY_POLICY, HSTS_MAX_AGE_SECONDS
-from stacks.storage import RETAIN_EXCEPT_ON_CREATE
+from stacks.storage import RETAIN_EXCEPT_ON_CREATE, log_destination_bucket
 
 # The one path CloudFront forwards to the prediction API; WAF's rate limit counts the same path.
 API_PATH = "/api/predict"
@@ -90,39 +91,15 @@ class DistributionLogBucket(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, expiration_days: int) -> None:
         super().__init__(scope, construct_id)
-        self.bucket = s3.Bucket(
+        self.bucket = log_destination_bucket(
             self,
             "Bucket",
-            # CloudFront's log delivery writes to SSE-S3 buckets; SSE-KMS would need its account in the key.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            of="distribution's",
+            rule_id="expire-distribution-logs",
+            expiration_days=expiration_days,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            enforce_ssl=True,
-            versioned=True,
-            removal_policy=RETAIN_EXCEPT_ON_CREATE,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-distribution-logs",
-                    expiration=Duration.days(expiration_days),
-                    noncurrent_version_expiration=Duration.days(1),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
-            ],
-        )
-        loop = "This is the distribution's log destination; logging it into itself would loop."
-        Validations.of(self.bucket).acknowledge(
-            Acknowledgment(id="AwsSolutions-S1", reason=loop),
-            Acknowledgment(id="NIST.800.53.R5-S3BucketLoggingEnabled", reason=loop),
-            Acknowledgment(
-                id="NIST.800.53.R5-S3DefaultEncryptionKMS",
-                reason="CloudFront's standard logs are delivered to SSE-S3 buckets; SSE-KMS would need the "
-                "log delivery account in the key's policy.",
-            ),
-            Acknowledgment(
-                id="NIST.800.53.R5-S3BucketReplicationEnabled",
-                reason="Access logs of a single-region project, versioned and kept on deletion; a replica "
-                "would double their cost.",
-            ),
+            encryption_reason="CloudFront's standard logs go to SSE-S3 buckets; SSE-KMS would need the log "
+            "delivery account in the key's policy.",
         )
 
 
@@ -299,13 +276,10 @@ class PageDeployment(Construct):
         archive = s3_assets.Asset(
             self, "Archive", path=str(source_dir), exclude=["*", *(f"!{pattern}" for pattern in files)]
         )
-        role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
-        )
-        policy = iam.ManagedPolicy(
+        role, policy = function_role(
             self,
-            "Policy",
-            roles=[role],
+            description=description,
+            log_group=log_group,
             statements=[
                 iam.PolicyStatement(
                     sid="ReadThePageArchive",
@@ -326,11 +300,6 @@ class PageDeployment(Construct):
                     actions=["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"],
                     resources=[distribution.distribution_arn],
                 ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group.log_group_arn],
-                ),
             ],
         )
         bucket_id = Stack.of(self).get_logical_id(bucket.node.default_child)
@@ -348,7 +317,7 @@ class PageDeployment(Construct):
             # A new page is live at once: the edges drop their cached copies of the old one.
             distribution=distribution,
             distribution_paths=["/*"],
-            role=role.without_policy_updates(),
+            role=role,
             log_group=log_group,
             # The file names carry no version: a browser revalidates each file (a 304 when unchanged), so
             # it never runs a new index.html with an old app.js after a deploy. `make serve` sends the same.

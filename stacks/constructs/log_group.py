@@ -7,6 +7,7 @@ SageMaker writes to, so a group left behind by a rolled-back create would make t
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -34,3 +35,27 @@ def retention(days: int) -> logs.RetentionDays:
     """The RetentionDays member for a number of days that config validated against the same list."""
     members = [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE]
     return dict(zip(LOG_RETENTION_DAYS, members, strict=True))[days]
+
+
+def write_logs_statement(log_group: logs.ILogGroup) -> iam.PolicyStatement:
+    """What a function needs to write its own log group, and nothing of any other."""
+    return iam.PolicyStatement(
+        sid="WriteOwnLogs",
+        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+        resources=[log_group.log_group_arn],
+    )
+
+
+def function_role(
+    scope: Construct, *, description: str, log_group: logs.ILogGroup, statements: list[iam.PolicyStatement]
+) -> tuple[iam.IRole, iam.ManagedPolicy]:
+    """A Lambda function's role ("Role" in ``scope``) and its one customer-managed policy ("Policy"):
+    ``statements`` plus writing ``log_group``. The role comes back immutable, so no grant of a construct
+    the function is handed to can widen it behind that policy."""
+    role = iam.Role(
+        scope, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
+    )
+    policy = iam.ManagedPolicy(
+        scope, "Policy", roles=[role], statements=[*statements, write_logs_statement(log_group)]
+    )
+    return role.without_policy_updates(), policy

@@ -34,7 +34,7 @@ from constructs import Construct
 
 from stacks.config import StageConfig
 from stacks.constructs.alarms import dead_letter_queue, undelivered_alarm
-from stacks.constructs.log_group import stage_log_group
+from stacks.constructs.log_group import stage_log_group, write_logs_statement
 from stacks.storage import RETAIN_EXCEPT_ON_CREATE
 
 CHECK_SOURCE = Path(__file__).resolve().parent / "model_package_check"
@@ -154,11 +154,7 @@ class ModelPackageCheck(Construct):
             roles=[role],
             statements=[
                 describe_versions_statement(config),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[self.log_group.log_group_arn],
-                ),
+                write_logs_statement(self.log_group),
             ],
         )
         Validations.of(policy).acknowledge(
