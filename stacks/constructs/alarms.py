@@ -62,24 +62,15 @@ class AlarmTopic(Construct):
     instead of dropped, and an alarm on the queue makes the loss visible on the topic's other routes.
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: StageConfig,
-        key: kms.IKey,
-        topic_name: str | None = None,
-        display_name: str | None = None,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(
             self,
             "Topic",
             # A fixed name, so the key policy can name the one topic that may use the key for its
             # dead-letter queue (the topic is not retained, so a failed create leaves nothing behind).
-            topic_name=topic_name or config.alarm_topic_name,
-            display_name=display_name or f"{config.endpoint_name} alarms (endpoint and API)",
+            topic_name=config.alarm_topic_name,
+            display_name=f"{config.endpoint_name} alarms (endpoint and API)",
             master_key=key,
             enforce_ssl=True,
         )
