@@ -9,22 +9,26 @@ sends the image as a Function URL event and prints the predictions and the time 
 
 From Python (the demo): ``load_prediction_handler(endpoint.url, endpoint.name)`` and
 ``function_url_event(image_bytes, content_type, top_k)``.
-Repo-only tooling: not part of the endpoint artifact (``inference.ENDPOINT_CODE_FILES``).
+Repo-only tooling: not part of the endpoint artifact (``inference.ENDPOINT_CODE_FILES``), and never
+imported by the training job (whose source bundle holds every ``inference/*.py``), so it may import
+``scripts.function_url``, whose event builder ``make serve`` uses too.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib.util
 import itertools
 import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from scripts import function_url
 
 from .local_endpoint import LocalEndpoint, client_environment
 
@@ -66,19 +70,21 @@ def load_prediction_handler(endpoint_url: str, endpoint_name: str, **settings: s
 
 
 def function_url_event(image: bytes, content_type: str, top_k: int | None = None) -> dict[str, Any]:
-    """The event a Lambda Function URL delivers for ``POST /?top_k=N`` with a binary image body."""
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": "/",
-        "rawQueryString": f"top_k={top_k}" if top_k is not None else "",
-        "headers": {"content-type": content_type},
-        # top_k=0 is sent as given (the API answers 400), not silently dropped for the default 5.
-        "queryStringParameters": {"top_k": str(top_k)} if top_k is not None else None,
-        "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1"}},
-        "body": base64.b64encode(image).decode("ascii"),
-        "isBase64Encoded": True,
-    }
+    """The event a Lambda Function URL delivers for ``POST /?top_k=N`` with ``image`` as the body.
+
+    :func:`scripts.function_url.function_url_event` builds it, the builder ``make serve`` uses: an image
+    type's body base64-encoded, no ``queryStringParameters`` without ``top_k``. ``top_k=0`` is sent as
+    given (the API answers 400), not silently dropped for the default 5.
+    """
+    target = "/" if top_k is None else f"/?top_k={top_k}"
+    return function_url.function_url_event(
+        "POST",
+        target,
+        [("content-type", content_type)],
+        image,
+        source_ip="127.0.0.1",
+        request_id=str(uuid.uuid4()),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

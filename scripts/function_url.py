@@ -12,7 +12,8 @@ back into the HTTP response. ``scripts.serve`` does the same steps in-process, w
   function URL origin"). Lambda recomputes the hash and refuses a request whose header is missing or
   wrong with a 403 before the function runs; so does the local site, so the page is proven to send it.
 * :func:`function_url_event`: the event (Lambda Developer Guide, "Invoking Lambda function URLs",
-  request payload format).
+  request payload format). The one builder: ``inference.local_invoke`` (``make demo``, ``bench/``) and
+  the serving tests' ``url_event`` build their events with it too.
 * :func:`http_response`: the function's result as the URL answers it (same page, response format).
 * :data:`MAX_INVOCATION_PAYLOAD_BYTES`: Lambda's 6 MB synchronous invocation payload, the event included.
 

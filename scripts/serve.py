@@ -49,7 +49,11 @@ API_PATH = "/api/predict"
 ENDPOINT_NAME = "dogbreed-local"
 FUNCTION_NAME = "dogbreed-local-api"
 
-# What web/ may serve, by suffix; any other file there (or elsewhere) is a 404.
+# The request handler's socket timeout: a read (request line, headers, body) that waits longer gives up.
+READ_TIMEOUT_SECONDS = 30
+# What web/ may serve, by suffix; any other file there (or elsewhere) is a 404. Production deploys only
+# stacks/front_door.py's WEB_FILES; tests/web/test_local_site.py checks that web/ holds nothing that one
+# serves and the other does not.
 STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -73,6 +77,9 @@ class LambdaContext:
 class SiteRequestHandler(BaseHTTPRequestHandler):
     server: LocalSite
     server_version = "LocalSite"
+    # Seconds a read of the connection may wait (StreamRequestHandler sets it on the socket): a client that
+    # declares a body and sends less, or sends nothing, must not hold a request thread forever.
+    timeout = READ_TIMEOUT_SECONDS
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path == API_PATH:
@@ -89,16 +96,31 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
             return
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
             self.close_connection = True  # browsers send a Content-Length with a Blob body
-            self._send(function_url.HttpResponse(411, {"content-type": "text/plain"}, b"Length Required\n"))
+            self._send(_plain(411, "Length Required"))
             return
         declared = self.headers.get("content-length", "0").strip()
-        length = int(declared) if declared.isascii() and declared.isdigit() else -1
-        if not 0 <= length <= function_url.MAX_INVOCATION_PAYLOAD_BYTES:
+        if not (declared.isascii() and declared.isdigit()):
+            # Not a length ("-1", "ten", "\u00b2"): the body's end is unknown, so is the next request's start.
+            self.close_connection = True
+            self._send(_plain(400, "Bad Request: Content-Length is not a number of bytes"))
+            return
+        length = int(declared)
+        if length > function_url.MAX_INVOCATION_PAYLOAD_BYTES:
             # Nothing is read of a body that cannot fit the invocation payload.
             self.close_connection = True
             self._send(function_url.payload_too_large())
             return
-        self._invoke_function(self.rfile.read(length))
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            self._send(_plain(408, "Request Timeout: the body did not arrive in time"))
+            return
+        if len(body) < length:  # the client closed its side before the end of the body
+            self.close_connection = True
+            self._send(_plain(400, "Bad Request: the body is shorter than its Content-Length"))
+            return
+        self._invoke_function(body)
 
     do_PUT = do_PATCH = do_DELETE = do_POST
 
@@ -127,21 +149,32 @@ class SiteRequestHandler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _static(self, *, send_body: bool) -> None:
+        data = self._static_file()
+        if data is None:
+            self._send(_plain(404, "Not Found"), send_body=send_body)
+            return
+        content_type, body = data
+        # no-cache: a reload after an edit of web/ shows the edit.
+        headers = {"content-type": content_type, "cache-control": "no-cache"}
+        self._send(function_url.HttpResponse(200, headers, body), send_body=send_body)
+
+    def _static_file(self) -> tuple[str, bytes] | None:
+        """The content type and bytes of the web/ file the request names; None for anything else."""
         path = unquote(urlsplit(self.path).path)
         relative = "index.html" if path == "/" else path.lstrip("/")
         parts = relative.split("/")
-        file = self.server.web_dir.joinpath(*parts).resolve()
-        hidden = any(part.startswith(".") or not part for part in parts)
-        if hidden or not file.is_relative_to(self.server.web_dir) or not file.is_file():
-            self._send(function_url.HttpResponse(404, {"content-type": "text/plain"}, b"Not Found\n"))
-            return
-        content_type = STATIC_TYPES.get(file.suffix)
-        if content_type is None:
-            self._send(function_url.HttpResponse(404, {"content-type": "text/plain"}, b"Not Found\n"))
-            return
-        # no-cache: a reload after an edit of web/ shows the edit.
-        headers = {"content-type": content_type, "cache-control": "no-cache"}
-        self._send(function_url.HttpResponse(200, headers, file.read_bytes()), send_body=send_body)
+        if any(part.startswith(".") or not part for part in parts):
+            return None
+        try:
+            file = self.server.web_dir.joinpath(*parts).resolve()
+            content_type = STATIC_TYPES.get(file.suffix)
+            if content_type is None or not file.is_relative_to(self.server.web_dir) or not file.is_file():
+                return None
+            return content_type, file.read_bytes()
+        except (ValueError, OSError):
+            # "/%00" (ValueError: embedded null byte), a name too long for the file system, a file that
+            # went away or cannot be read: nothing to serve.
+            return None
 
     def _send(self, response: function_url.HttpResponse, *, send_body: bool = True) -> None:
         self.send_response(response.status)
@@ -195,6 +228,10 @@ class LocalSite(ThreadingHTTPServer):
             self._thread.join(timeout=5)
             self._thread = None
         self.server_close()
+
+
+def _plain(status: int, text: str) -> function_url.HttpResponse:
+    return function_url.HttpResponse(status, {"content-type": "text/plain"}, f"{text}\n".encode())
 
 
 def _no_function(event: dict[str, Any], context: Any) -> Any:

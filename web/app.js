@@ -32,6 +32,7 @@
   const ui = {
     dropZone: byId("drop-zone"),
     input: byId("photo"),
+    chosenFile: byId("chosen-file"),
     status: byId("status"),
     problem: byId("problem"),
     problemTitle: byId("problem-title"),
@@ -57,7 +58,13 @@
   // --- choosing a photo --------------------------------------------------------------------------
 
   ui.input.addEventListener("change", () => {
-    if (ui.input.files && ui.input.files.length > 0) classify(ui.input.files[0]);
+    if (!ui.input.files || ui.input.files.length === 0) return;
+    const file = ui.input.files[0];
+    // Emptied at once (the File object stays readable): a browser fires no change for the file the
+    // input already holds, so choosing the same photo again, after a 413 or an unreadable file, would
+    // otherwise do nothing. #chosen-file shows its name instead of the input.
+    ui.input.value = "";
+    start(classify(file));
   });
   ui.dropZone.addEventListener("click", () => ui.input.click());
   ui.dropZone.addEventListener("keydown", (event) => {
@@ -76,7 +83,7 @@
     ui.dropZone.classList.remove("dragging");
     const files = event.dataTransfer ? event.dataTransfer.files : null;
     if (files && files.length > 0) {
-      classify(files[0]);
+      start(classify(files[0]));
     } else {
       setStatus("Nothing to classify: drop a photo file, not a link or text.");
     }
@@ -86,7 +93,7 @@
     window.addEventListener(type, (event) => event.preventDefault());
   }
   ui.retry.addEventListener("click", () => {
-    if (job) send(job);
+    if (job) start(send(job), job);
   });
   ui.stopRetry.addEventListener("click", () => {
     if (!job) return;
@@ -98,13 +105,30 @@
     setStatus("Stopped retrying. Choose Try again when you want to.");
   });
 
+  // Runs one of the async steps below from an event: whatever it did not expect (a browser API that
+  // throws) ends in a message on the page rather than in an unhandled promise rejection.
+  function start(promise, current = job) {
+    promise.catch((error) => {
+      console.error(error);
+      if (current && job !== current) return; // a newer photo owns the page
+      finish();
+      showProblem(current, {
+        title: "Something went wrong on this page",
+        detail: "The page could not finish classifying this photo. Reload the page and try again.",
+        retry: "none",
+      });
+    });
+  }
+
   async function classify(file) {
     cancel();
     const current = { file, upload: null, controller: null, timer: null, retries: 0 };
     job = current;
+    finish(); // an aborted request's busy state
     hideProblem();
     ui.results.hidden = true;
     ui.preview.hidden = true;
+    ui.chosenFile.textContent = `Chosen: ${file.name}`;
     setStatus(`Preparing ${file.name} ...`);
     let upload;
     try {
@@ -200,10 +224,18 @@
 
   // --- the request -------------------------------------------------------------------------------
 
-  async function send(current) {
+  // automatic: a retry after 503 model_starting, which keeps the problem on screen (no flicker each
+  // minute) and says in the countdown line and the status that it is trying again.
+  async function send(current, { automatic = false } = {}) {
     clearTimeout(current.timer);
     current.timer = null;
-    hideProblem();
+    if (automatic) {
+      ui.stopRetry.hidden = true; // nothing to stop while the request is out; it is back after
+      ui.problemCountdown.textContent =
+        `Trying again now (attempt ${current.retries + 1} of ${MAX_AUTOMATIC_RETRIES + 1}) ...`;
+    } else {
+      hideProblem();
+    }
     // crypto.subtle exists only in a secure context: an https:// page, or http://localhost.
     if (!window.isSecureContext || !window.crypto || !window.crypto.subtle) {
       showProblem(current, {
@@ -216,16 +248,41 @@
       return;
     }
     const upload = current.upload;
-    setStatus(`Classifying ${current.file.name} (${kilobytes(upload.bytes)}) ...`);
+    setStatus(
+      automatic
+        ? `Trying again: classifying ${current.file.name} ...`
+        : `Classifying ${current.file.name} (${kilobytes(upload.bytes)}) ...`,
+    );
     ui.retry.disabled = true;
     ui.results.setAttribute("aria-busy", "true");
+    try {
+      await request(current, upload);
+    } finally {
+      if (job === current) finish();
+    }
+  }
+
+  async function request(current, upload) {
+    let hash;
+    try {
+      // CloudFront signs the request to the Lambda function URL with this hash: Lambda refuses a POST
+      // without the SHA-256 of its exact body (lowercase hex) in x-amz-content-sha256, with a 403.
+      hash = await sha256Hex(upload.bytes);
+    } catch {
+      if (job !== current) return;
+      showProblem(current, {
+        title: "This photo could not be prepared for sending",
+        detail:
+          "Your browser could not compute the checksum the service requires. Reload the page and try again.",
+        retry: "manual",
+      });
+      return;
+    }
+    if (job !== current) return;
     current.controller = new AbortController();
     let response;
     let text;
     try {
-      // CloudFront signs the request to the Lambda function URL with this hash: Lambda refuses a POST
-      // without the SHA-256 of its exact body (lowercase hex) in x-amz-content-sha256, with a 403.
-      const hash = await sha256Hex(upload.bytes);
       response = await fetch(API_URL, {
         method: "POST",
         headers: { "content-type": upload.type, "x-amz-content-sha256": hash },
@@ -237,7 +294,6 @@
       text = await response.text();
     } catch {
       if (job !== current) return; // aborted: another photo was chosen
-      finish();
       showProblem(current, {
         title: "Could not reach the classifier",
         detail: "The request did not get an answer. Check your internet connection and try again.",
@@ -246,7 +302,6 @@
       return;
     }
     if (job !== current) return;
-    finish();
     const answer = readAnswer(response, text);
     const predictions = answer.status === 200 ? validPredictions(answer.body) : null;
     if (predictions) {
@@ -268,6 +323,10 @@
 
   // The answer as far as it can be read: any status, a JSON body or none (CloudFront's and the
   // firewall's own pages are HTML), the request id from the body or the x-request-id header.
+  // Three shapes of JSON: the API's {"error": {"code", "message"}, "request_id"}, the firewall's rate
+  // limit {"error": {"code": "rate_limited", ...}}, and an AWS service's own error, which Lambda's
+  // Function URL answers before the function runs: {"message": ...} or {"Message": ...}, with its type
+  // in the x-amzn-errortype header (InvalidSignatureException, AccessDeniedException, ...).
   function readAnswer(response, text) {
     let body = null;
     try {
@@ -277,13 +336,16 @@
     }
     if (typeof body !== "object" || body === null || Array.isArray(body)) body = null;
     const error = body && typeof body.error === "object" && body.error !== null ? body.error : null;
-    const message = error && typeof error.message === "string" ? error.message : "";
+    const stringOf = (value) => (typeof value === "string" ? value : "");
+    const message = error ? stringOf(error.message) : "";
     return {
       status: response.status,
       body,
-      code: error && typeof error.code === "string" ? error.code : "",
-      // The API's own message; an AWS service answer (a refused signature) has "message" at the top.
-      message: message || (body && typeof body.message === "string" ? body.message : ""),
+      code: error ? stringOf(error.code) : "",
+      // The API's own message; an AWS service's answer has "message" (or "Message") at the top.
+      message: message || (body ? stringOf(body.message) || stringOf(body.Message) : ""),
+      // "InvalidSignatureException", sometimes followed by ":" and a URL of the type's definition.
+      errorType: (response.headers.get("x-amzn-errortype") || "").split(":", 1)[0].trim(),
       requestId:
         (body && typeof body.request_id === "string" && body.request_id) ||
         response.headers.get("x-request-id") ||
@@ -316,48 +378,18 @@
   // --- what to tell the user ---------------------------------------------------------------------
 
   // One entry per row of the API's status table (docs/serving.md), plus what the front door answers
-  // itself: CloudFront's or the firewall's 403 and rate limit, and anything that is not the API's JSON.
+  // itself. By status first: a 413 or a 504 means the same whether the API, Lambda's Function URL or
+  // CloudFront said it, and only the API's answers are its JSON (CloudFront's and its firewall's are
+  // HTML pages, Lambda's an AWS error or nothing). Then, where one status has several causes, by who
+  // answered: the API's error.code, Lambda's x-amzn-errortype, or a page that is not JSON at all.
+  // "Unexpected answer" is left for a status the table does not have.
   function describeProblem(answer) {
     const status = answer.status;
     const wait = answer.retryAfter;
     const inWait = wait ? `in ${duration(wait)}` : "in a moment";
-    if (status === 403) {
-      if (answer.body && /signature/i.test(answer.message)) {
-        return {
-          title: "The service refused the request (HTTP 403)",
-          detail: "Its check of the upload's checksum failed. Reload the page and try again.",
-          retry: "manual",
-        };
-      }
-      return {
-        title: "Blocked by the site's firewall (HTTP 403)",
-        detail:
-          "The site's firewall did not let this request through. This can happen on some networks or " +
-          "VPNs. Wait a few minutes and try again; if it keeps happening, send the reference below to " +
-          "the site's operator.",
-        retry: "manual",
-      };
-    }
-    if (status === 429 && (answer.code === "rate_limited" || !answer.body)) {
-      return {
-        title: "Too many requests from your network (HTTP 429)",
-        detail:
-          "The site's firewall limits how many photos one address may send in a few minutes. " +
-          `Wait ${wait ? duration(wait) : "a few minutes"} and try again.`,
-        retry: "manual",
-      };
-    }
-    if (!answer.body) {
-      return {
-        title: `Unexpected answer from the server (HTTP ${status})`,
-        detail:
-          "The answer was not the classifier's: the site may be being updated, or something between " +
-          "you and it failed. Try again in a minute.",
-        retry: "manual",
-      };
-    }
     switch (status) {
       case 200:
+        if (!answer.body) return unexpected(answer);
         return {
           title: "The answer could not be read",
           detail: "The service answered without predictions. Try again in a minute.",
@@ -369,6 +401,8 @@
           detail: "The service could not use it as a photo. Choose a JPEG, PNG or WebP photo.",
           retry: "none",
         };
+      case 403:
+        return forbidden(answer);
       case 413:
         return {
           title: "This photo is too large (HTTP 413)",
@@ -382,15 +416,35 @@
           retry: "none",
         };
       case 429:
+        // The firewall's rate rule answers {"error": {"code": "rate_limited"}}; the API's own 429 is
+        // "throttled", Lambda's (the function's concurrency is used up) an AWS error: both are busy.
+        if (answer.code === "rate_limited" || !answer.body) {
+          return {
+            title: "Too many requests from your network (HTTP 429)",
+            detail:
+              "The site's firewall limits how many photos one address may send in a few minutes. " +
+              `Wait ${wait ? duration(wait) : "a few minutes"} and try again.`,
+            retry: "manual",
+          };
+        }
         return {
           title: "The classifier is busy (HTTP 429)",
           detail: `Too many photos are being classified right now. Try again ${inWait}.`,
           retry: "manual",
         };
       case 502:
+        if (answer.code === "model_error") {
+          return {
+            title: "The classifier failed on this photo (HTTP 502)",
+            detail: "Try again; if it fails again, try another photo.",
+            retry: "manual",
+          };
+        }
         return {
-          title: "The classifier failed on this photo (HTTP 502)",
-          detail: "Try again; if it fails again, try another photo.",
+          title: "The classifier could not answer (HTTP 502)",
+          detail:
+            "Something between you and the classifier, or the classifier itself, failed. Try again in " +
+            "a minute; if it keeps failing, send the reference below to the site's operator.",
           retry: "manual",
         };
       case 503:
@@ -416,12 +470,52 @@
           retry: "manual",
         };
       default:
-        return {
-          title: `Unexpected answer from the server (HTTP ${status})`,
-          detail: "Try again in a minute.",
-          retry: "manual",
-        };
+        return unexpected(answer);
     }
+  }
+
+  // Three 403s, none of them the API's (docs/serving.md, Web page): Lambda's refusal of the payload
+  // hash (JSON, x-amzn-errortype InvalidSignatureException); Lambda's refusal of the site itself
+  // ({"Message": "Forbidden"}, AccessDeniedException: CloudFront's origin access control is not
+  // allowed to invoke the function); and the firewall's, which is CloudFront's HTML error page.
+  function forbidden(answer) {
+    const signature = answer.errorType === "InvalidSignatureException";
+    if (signature || (answer.body && /signature/i.test(answer.message))) {
+      return {
+        title: "The service refused the request (HTTP 403)",
+        detail: "Its check of the upload's checksum failed. Reload the page and try again.",
+        retry: "manual",
+      };
+    }
+    if (answer.body) {
+      return {
+        title: "The site is not allowed to reach the classifier (HTTP 403)",
+        detail:
+          "The classifier refused the site's own request: a problem with the site's set-up, not with " +
+          "your photo or your network. Try again later; if it keeps happening, send the reference below " +
+          "to the site's operator.",
+        retry: "manual",
+      };
+    }
+    return {
+      title: "Blocked by the site's firewall (HTTP 403)",
+      detail:
+        "The site's firewall did not let this request through. This can happen on some networks or " +
+        "VPNs. Wait a few minutes and try again; if it keeps happening, send the reference below to " +
+        "the site's operator.",
+      retry: "manual",
+    };
+  }
+
+  function unexpected(answer) {
+    return {
+      title: `Unexpected answer from the server (HTTP ${answer.status})`,
+      detail: answer.body
+        ? "Try again in a minute."
+        : "The answer was not the classifier's: the site may be being updated, or something between " +
+          "you and it failed. Try again in a minute.",
+      retry: "manual",
+    };
   }
 
   function showProblem(current, problem, answer) {
@@ -461,7 +555,7 @@
       if (job !== current) return;
       const left = Math.ceil((due - Date.now()) / 1000);
       if (left <= 0) {
-        send(current);
+        start(send(current, { automatic: true }), current);
         return;
       }
       ui.problemCountdown.textContent =
@@ -480,7 +574,10 @@
 
   function showResults(current, answer, predictions) {
     const rows = predictions.map((prediction) => {
+      // The <li> keeps its list-item display, and so its rank number; the grid is inside it.
       const row = document.createElement("li");
+      const grid = document.createElement("div");
+      grid.className = "prediction";
       const name = document.createElement("span");
       name.className = "breed";
       name.textContent = prediction.breed;
@@ -493,7 +590,8 @@
       const share = document.createElement("span");
       share.className = "probability";
       share.textContent = percent(prediction.probability);
-      row.append(name, bar, share);
+      grid.append(name, bar, share);
+      row.append(grid);
       return row;
     });
     ui.predictions.replaceChildren(...rows);
@@ -502,6 +600,7 @@
     ui.model.textContent = described;
     ui.model.hidden = !described;
     ui.requestId.textContent = referenceText(answer);
+    hideProblem(); // still shown after an automatic retry
     ui.results.hidden = false;
     const top = predictions[0];
     setStatus(`Done: most likely ${top.breed} (${percent(top.probability)}), for ${current.file.name}.`);

@@ -11,11 +11,13 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from urllib.parse import urlencode
 
 import boto3
 from botocore.config import Config
 
 from inference.local_invoke import load_prediction_handler
+from scripts.function_url import function_url_event
 
 ENDPOINT_NAME = "dog-breeds-test"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,22 +121,18 @@ LEAKS = (
 
 
 def url_event(body: bytes, content_type: str, query: dict | None = None, method: str = "POST") -> dict:
-    """A Lambda Function URL (payload 2.0) event with a binary body."""
-    return {
-        "version": "2.0",
-        "rawPath": "/",
-        "headers": {"content-type": content_type, "host": "abc.lambda-url.us-east-1.on.aws"},
-        "queryStringParameters": query,
-        "requestContext": {"http": {"method": method, "path": "/"}, "requestId": "gw-1"},
-        "body": base64.b64encode(body).decode(),
-        "isBase64Encoded": True,
-    }
+    """The Lambda Function URL (payload 2.0) event for ``method /?query`` with ``body``: built by
+    :func:`scripts.function_url.function_url_event`, the builder ``make serve`` and local_invoke use
+    (an image type's body base64-encoded, a text or JSON one as it is; no ``queryStringParameters``
+    without a query)."""
+    target = f"/?{urlencode(query)}" if query else "/"
+    headers = [("content-type", content_type), ("host", "abc.lambda-url.us-east-1.on.aws")]
+    return function_url_event(method, target, headers, body, source_ip="203.0.113.7", request_id="gw-1")
 
 
 def json_event(document: dict, query: dict | None = None) -> dict:
-    event = url_event(b"", "application/json", query)
-    event.update(body=json.dumps(document), isBase64Encoded=False)
-    return event
+    """A ``content-type: application/json`` Function URL event whose body is ``document``."""
+    return url_event(json.dumps(document).encode(), "application/json", query)
 
 
 def b64(data: bytes) -> str:

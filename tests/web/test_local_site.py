@@ -6,18 +6,25 @@ event the function got, or that it got none.
 
 from __future__ import annotations
 
+import ast
 import base64
+import fnmatch
 import hashlib
 import http.client
 import json
+import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scripts import function_url
-from scripts.serve import LambdaContext, LocalSite
+from scripts.serve import WEB_DIR, LambdaContext, LocalSite, SiteRequestHandler
 from stacks.security_headers import SECURITY_HEADERS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8  # binary bytes, every value once per 256
 
@@ -148,6 +155,35 @@ def test_repeated_headers_and_parameters_are_joined_and_cookies_listed_apart():
     assert event["requestContext"]["time"] == "14/Nov/2023:22:13:20 +0000"
 
 
+def without_invocation(event: dict[str, Any]) -> dict[str, Any]:
+    """The event less what differs between two invocations of one request (id, time, caller, host)."""
+    per_invocation = {"requestId", "time", "timeEpoch", "domainName", "domainPrefix"}
+    context = {k: v for k, v in event["requestContext"].items() if k not in per_invocation}
+    context["http"] = {k: v for k, v in context["http"].items() if k != "sourceIp"}
+    headers = {k: v for k, v in event["headers"].items() if k != "host"}
+    return {**event, "requestContext": context, "headers": headers}
+
+
+@pytest.mark.parametrize("top_k", [None, 0, 3])
+def test_local_invoke_and_the_serving_tests_build_the_local_sites_event(top_k):
+    """One builder, scripts.function_url's: what inference.local_invoke (make demo, bench/) and the
+    serving tests send the handler is what the local site does, so no query means no
+    queryStringParameters and an image body is base64."""
+    from serving_helpers import url_event
+
+    from inference import local_invoke
+
+    target = "/" if top_k is None else f"/?top_k={top_k}"
+    site_event = function_url.function_url_event(
+        "POST", target, [("content-type", "image/jpeg")], JPEG, source_ip="127.0.0.1", request_id="r"
+    )
+    demo_event = local_invoke.function_url_event(JPEG, "image/jpeg", top_k)
+    test_event = url_event(JPEG, "image/jpeg", None if top_k is None else {"top_k": str(top_k)})
+    assert without_invocation(demo_event) == without_invocation(test_event) == without_invocation(site_event)
+    assert ("queryStringParameters" in demo_event) is (top_k is not None)
+    assert demo_event["isBase64Encoded"] is True and base64.b64decode(demo_event["body"]) == JPEG
+
+
 def test_get_reaches_the_function_without_a_payload_hash_or_a_body(site, function):
     status, _, _ = request(site, "GET", "/api/predict")
     assert status == 200
@@ -194,6 +230,63 @@ def test_a_body_larger_than_the_invocation_payload_is_413_unread(site, function)
         connection.close()
     assert status == 413
     assert json.loads(body) == {"message": function_url.PAYLOAD_TOO_LARGE_MESSAGE}
+    assert function.calls == []
+
+
+@pytest.mark.parametrize("declared", ["-1", "ten", "+5", "1e3", "0x10", "\u00b2"])
+def test_a_content_length_that_is_not_a_number_of_bytes_is_400_unread(site, function, declared):
+    """Not a 413: nothing says the body is large, only that its end cannot be known. ("\u00b2", a
+    superscript two, is a digit to str.isdigit() but not to int(): sent as the byte 0xb2.)"""
+    connection = http.client.HTTPConnection("127.0.0.1", site.server_address[1], timeout=10)
+    try:
+        connection.putrequest("POST", "/api/predict")
+        connection.putheader("content-type", "image/jpeg")
+        connection.putheader("content-length", declared)
+        connection.endheaders()
+        response = connection.getresponse()
+        status, body = response.status, response.read()
+    finally:
+        connection.close()
+    assert status == 400, body
+    assert b"Content-Length" in body
+    assert function.calls == []
+
+
+def test_the_site_gives_up_on_a_read_after_30_seconds():
+    """BaseHTTPRequestHandler sets ``timeout`` on each connection's socket; None would wait forever."""
+    assert SiteRequestHandler.timeout == 30
+
+
+def slow_post(site: LocalSite, declared: int, sent: bytes, *, close_sending: bool) -> tuple[bytes, float]:
+    """POST with a body shorter than its Content-Length; the raw answer and how long it took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", site.server_address[1]), timeout=10) as client:
+        head = (
+            f"POST /api/predict HTTP/1.1\r\nHost: localhost\r\ncontent-type: image/jpeg\r\n"
+            f"x-amz-content-sha256: {hashlib.sha256(JPEG[:declared]).hexdigest()}\r\n"
+            f"content-length: {declared}\r\n\r\n"
+        )
+        client.sendall(head.encode() + sent)
+        if close_sending:
+            client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer, time.monotonic() - started
+
+
+def test_a_body_that_stops_coming_is_408_after_the_read_timeout(site, function, monkeypatch):
+    monkeypatch.setattr(SiteRequestHandler, "timeout", 0.5)  # read on each new connection
+    answer, took = slow_post(site, 100, JPEG[:10], close_sending=False)
+    assert answer.startswith(b"HTTP/1.0 408 ") or answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+    assert 0.4 < took < 5
+    assert function.calls == []
+
+
+def test_a_body_cut_short_by_the_client_is_400(site, function):
+    answer, _ = slow_post(site, 100, JPEG[:10], close_sending=True)
+    assert answer.split(b"\r\n", 1)[0].split(b" ", 2)[1] == b"400", answer[:80]
+    assert b"shorter than its Content-Length" in answer
     assert function.calls == []
 
 
@@ -268,12 +361,46 @@ def test_head_answers_the_headers_without_a_body(site):
         "/.hidden",
         "/api/other",
         "/index.html/",
+        "/%00",  # Path.resolve: ValueError, embedded null byte
+        "/app.js%00",
+        "/" + "a" * 300 + ".js",  # Path.is_file: OSError, file name too long
     ],
 )
-def test_anything_outside_the_pages_files_is_404(site, path):
-    status, headers, _ = request(site, "GET", path)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_anything_outside_the_pages_files_is_404(site, method, path):
+    status, headers, body = request(site, method, path)
     assert status == 404
     assert headers["content-security-policy"] == SECURITY_HEADERS["content-security-policy"]
+    assert body == (b"Not Found\n" if method == "GET" else b"")
+
+
+def deployed_patterns() -> tuple[str, ...]:
+    """stacks/front_door.py's WEB_FILES, read without importing the CDK."""
+    tree = ast.parse((REPO_ROOT / "stacks" / "front_door.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "WEB_FILES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("stacks/front_door.py defines no WEB_FILES")
+
+
+def test_the_local_site_serves_exactly_the_files_production_deploys(site):
+    """The page's bucket gets the files of web/ that WEB_FILES matches (PageDeployment excludes "*",
+    then re-includes each pattern; a subdirectory stays excluded); the local site must serve those and
+    no other file of web/, or the browser tests could pass on a file production does not have."""
+    patterns = deployed_patterns()
+    files = sorted(path for path in WEB_DIR.rglob("*") if path.is_file())
+    deployed = {
+        path.name
+        for path in files
+        if path.parent == WEB_DIR and any(fnmatch.fnmatch(path.name, p) for p in patterns)
+    }
+    served = {
+        path.relative_to(WEB_DIR).as_posix()
+        for path in files
+        if request(site, "GET", "/" + path.relative_to(WEB_DIR).as_posix())[0] == 200
+    }
+    assert served == deployed
+    assert {"index.html", "app.js", "style.css", "favicon.svg"} <= deployed
 
 
 def test_posting_anywhere_but_the_api_is_405(site, function):

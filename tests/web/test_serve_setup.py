@@ -17,7 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_scripts_serve_imports_without_the_model_stack():
-    """The CDK app imports the CSP from scripts.serve: it must not pull torch or botocore into a synth."""
+    """At the top scripts.serve imports only the standard library and stacks.security_headers (the CSP's
+    one definition, which the CDK app imports too); the model stack loads when it is started. So a wrong
+    argument or ``--help`` answers at once, without torch, botocore or inference."""
     heavy = ("torch", "botocore", "inference")
     code = f"import sys, scripts.serve\nprint([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run(  # noqa: S603 - this interpreter, a fixed script

@@ -28,7 +28,7 @@ from web_helpers import (
 
 from inference.local_endpoint import LocalEndpoint
 from inference.local_invoke import load_prediction_handler
-from scripts.function_url import SIGNATURE_MISMATCH_MESSAGE
+from scripts.function_url import PAYLOAD_TOO_LARGE_MESSAGE, SIGNATURE_MISMATCH_MESSAGE
 from scripts.serve import LocalSite
 from stacks.security_headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 
@@ -79,6 +79,13 @@ def test_a_photo_is_reduced_hashed_sent_and_its_top_5_shown(page, site, class_na
         assert PERCENT.match(share), share
         assert abs(float(share.rstrip("%")) - 100 * prediction["probability"]) <= 0.05 + 1e-9
     assert page.locator("#predictions meter").count() == 5
+    # The rank numbers are the <ol>'s markers, which only a list-item <li> has (a grid <li> loses them).
+    items = page.locator("#predictions li")
+    styles = items.evaluate_all(
+        "rows => rows.map(r => [getComputedStyle(r).display, getComputedStyle(r).listStyleType])"
+    )
+    assert styles == [["list-item", "decimal"]] * 5
+    assert page.locator("#results").get_attribute("aria-busy") is None
     request_id = body["request_id"]
     assert request_id == response.headers["x-request-id"]
     assert page.locator("#request-id").inner_text() == f"Request id: {request_id}"
@@ -150,11 +157,33 @@ def test_the_csp_is_enforced_and_the_page_violates_none_of_it(page, site):
         page.evaluate("fetch('https://example.com/api/predict').then(() => 'sent', () => 'refused')")
         == "refused"
     )
-    page.wait_for_timeout(200)
-    refused = "\n".join(log.csp_refusals())
-    for blocked in ("style-src 'self'", "img-src 'self' blob: data:", "connect-src 'self'"):
-        assert blocked in refused, refused
+    # Chromium reports each violation asynchronously, the image's after its load is refused.
+    directives = ("style-src 'self'", "img-src 'self' blob: data:", "connect-src 'self'")
+    wait_until(page, lambda: all(d in "\n".join(log.csp_refusals()) for d in directives), timeout_ms=10_000)
     assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+
+
+def test_trusted_types_are_enforced_so_no_html_string_reaches_the_dom(page, site):
+    """require-trusted-types-for 'script' with no policy: an HTML sink given a string throws."""
+    log = record(page)
+    open_page(page, site)
+    thrown = page.evaluate(
+        """() => {
+            const element = document.createElement("div");
+            try {
+                element.innerHTML = "<b>x</b>";
+            } catch (error) {
+                return [error.constructor.name, element.childNodes.length];
+            }
+            return ["assigned", element.childNodes.length];
+        }"""
+    )
+    assert thrown == ["TypeError", 0]
+    wait_until(page, lambda: log.csp_refusals() != [])
+    assert "TrustedHTML" in "\n".join(log.csp_refusals())
+
+
+FOCUS_RING = "element => (s => [s.outlineStyle, s.outlineWidth])(getComputedStyle(element))"
 
 
 def test_keyboard_only_the_drop_zone_opens_the_file_picker(page, site, class_names):
@@ -162,23 +191,31 @@ def test_keyboard_only_the_drop_zone_opens_the_file_picker(page, site, class_nam
     # interception on without waiting, and a chooser opened before it is on is lost, blocking the next.
     choosers = []
     page.on("filechooser", lambda chooser: choosers.append(chooser))
+    sent = []
+    page.on("request", lambda request: "/api/predict" in request.url and sent.append(request))
     open_page(page, site)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "drop-zone"
-    ring = page.evaluate("(s => [s.outlineStyle, s.outlineWidth])(getComputedStyle(document.activeElement))")
-    assert ring == ["solid", "3px"]  # visible focus
+    assert page.locator("#drop-zone").evaluate(FOCUS_RING) == ["solid", "3px"]  # visible focus
     page.keyboard.press("Enter")
     wait_until(page, lambda: len(choosers) == 1)
     choosers[0].set_files([])  # dismissed without a file: nothing is sent
     page.keyboard.press(" ")
     wait_until(page, lambda: len(choosers) == 2)
+    assert sent == [] and page.locator("#status").inner_text() == ""
     with page.expect_response(API):
         choosers[1].set_files(files=[{"name": "dog.png", "mimeType": "image/png", "buffer": photo_png()}])
     page.locator("#results").wait_for(state="visible")
     assert shown_predictions(page)[0][0] in class_names
+    assert len(sent) == 1  # the one photo chosen, once
+    assert page.locator("#chosen-file").inner_text() == "Chosen: dog.png"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "photo"  # then the labelled file input
-    assert page.locator("label[for=photo]").inner_text() == "Choose a photo"
+    label = page.locator("label[for=photo]")
+    assert label.inner_text() == "Choose a photo"
+    # The input is visually hidden (it is emptied after each pick); its label, the visible button,
+    # draws the focus ring.
+    assert label.evaluate(FOCUS_RING) == ["solid", "3px"]
 
 
 def test_a_photo_dropped_on_the_drop_zone_is_classified(page, site, class_names):
@@ -207,6 +244,33 @@ def test_a_photo_dropped_on_the_drop_zone_is_classified(page, site, class_names)
     assert log.unexpected() == []
 
 
+def test_the_same_photo_can_be_chosen_again_after_a_refusal(page, site, tmp_path):
+    """A file input fires no change for the file it already holds: the page empties it after each pick.
+
+    Chosen by path, as a person's file chooser does (Chromium compares the files with the input's);
+    Playwright's in-memory files are new File objects each time and would hide the problem."""
+    path = tmp_path / "spaniel.jpg"
+    path.write_bytes(photo_jpeg(320, 240))
+    seen = []
+
+    def too_large(route):
+        seen.append(route.request.post_data_buffer)
+        route.fulfill(
+            status=413, headers={"content-type": "text/html"}, body="<h1>413 Request Too Large</h1>"
+        )
+
+    page.route(API, too_large)
+    open_page(page, site)
+    for attempt in (1, 2):
+        page.set_input_files("#photo", str(path))
+        wait_until(page, lambda attempt=attempt: len(seen) == attempt)
+        page.locator("#problem").wait_for(state="visible")
+        assert page.locator("#problem-title").inner_text() == "This photo is too large (HTTP 413)"
+        assert page.eval_on_selector("#photo", "input => [input.value, input.files.length]") == ["", 0]
+        assert page.locator("#chosen-file").inner_text() == "Chosen: spaniel.jpg"
+    assert seen[0] == seen[1]
+
+
 def wait_until(page, condition, timeout_ms: int = 5000) -> None:
     for _ in range(timeout_ms // 50):
         if condition():
@@ -221,6 +285,22 @@ CF_ID = "Zk8C3v7x1Q_example-cloudfront-id=="
 WAF_403_PAGE = (
     "<html><head><title>403 Forbidden</title></head><body><h1>403 ERROR</h1>Request blocked.</body></html>"
 )
+
+
+def edge_answer(status: int, body: str = "", content_type: str = "text/html") -> dict:
+    """An answer CloudFront makes itself (an error page, or nothing): no request id, its x-amz-cf-id."""
+    return {"status": status, "headers": {"content-type": content_type, "x-amz-cf-id": CF_ID}, "body": body}
+
+
+def lambda_answer(status: int, error_type: str, body: dict) -> dict:
+    """What Lambda's Function URL answers before the function runs: an AWS error, its type in a header."""
+    headers = {
+        "content-type": "application/json",
+        "x-amzn-errortype": error_type,
+        "x-amzn-requestid": "3f2a9c1e-lambda",
+        "x-amz-cf-id": CF_ID,
+    }
+    return {"status": status, "headers": headers, "body": json.dumps(body)}
 
 
 def json_answer(status: int, code: str, message: str, retry_after: str | None = None) -> dict:
@@ -266,10 +346,60 @@ ANSWERS = {
         "The classifier took too long to answer (HTTP 504)",
         "Try again in a moment.",
     ),
-    "403 from CloudFront or the firewall (HTML)": (
-        {"status": 403, "headers": {"content-type": "text/html", "x-amz-cf-id": CF_ID}, "body": WAF_403_PAGE},
+    "502 internal_error": (
+        json_answer(502, "internal_error", "the request could not be completed"),
+        "The classifier could not answer (HTTP 502)",
+        "send the reference below to the site's operator",
+    ),
+    "403 from the firewall (CloudFront's HTML page)": (
+        edge_answer(403, WAF_403_PAGE),
         "Blocked by the site's firewall (HTTP 403)",
         "Wait a few minutes and try again",
+    ),
+    "403 from Lambda: the payload hash (InvalidSignatureException)": (
+        lambda_answer(403, "InvalidSignatureException", {"message": SIGNATURE_MISMATCH_MESSAGE}),
+        "The service refused the request (HTTP 403)",
+        "checksum failed",
+    ),
+    "403 from Lambda: the site may not invoke it (AccessDeniedException)": (
+        lambda_answer(403, "AccessDeniedException", {"Message": "Forbidden"}),
+        "The site is not allowed to reach the classifier (HTTP 403)",
+        "a problem with the site's set-up",
+    ),
+    "413 from CloudFront (HTML)": (
+        edge_answer(413, "<html><body><h1>413 ERROR</h1>Request Entity Too Large</body></html>"),
+        "This photo is too large (HTTP 413)",
+        "Choose a smaller photo",
+    ),
+    "413 from Lambda (RequestEntityTooLargeException)": (
+        lambda_answer(413, "RequestEntityTooLargeException", {"message": PAYLOAD_TOO_LARGE_MESSAGE}),
+        "This photo is too large (HTTP 413)",
+        "Choose a smaller photo",
+    ),
+    "429 from Lambda: its concurrency is used up (TooManyRequestsException)": (
+        lambda_answer(429, "TooManyRequestsException", {"Message": "Rate Exceeded."}),
+        "The classifier is busy (HTTP 429)",
+        "Try again in a moment.",
+    ),
+    "429 that is not JSON": (
+        edge_answer(429, "<h1>429 Too Many Requests</h1>"),
+        "Too many requests from your network (HTTP 429)",
+        "Wait a few minutes and try again.",
+    ),
+    "502 from CloudFront (HTML)": (
+        edge_answer(502, "<h1>502 ERROR</h1>The request could not be satisfied."),
+        "The classifier could not answer (HTTP 502)",
+        "Try again in a minute",
+    ),
+    "503 from CloudFront (HTML)": (
+        edge_answer(503, "<h1>503 ERROR</h1>The request could not be satisfied."),
+        "The classifier is unavailable (HTTP 503)",
+        "Try again in a moment.",
+    ),
+    "504 from CloudFront, empty": (
+        edge_answer(504, "", content_type="text/plain"),
+        "The classifier took too long to answer (HTTP 504)",
+        "Try again in a moment.",
     ),
     "429 from the firewall's rate limit": (
         {
@@ -281,24 +411,24 @@ ANSWERS = {
         "Wait a few minutes and try again.",
     ),
     "500 that is not the API's JSON": (
-        {
-            "status": 500,
-            "headers": {"content-type": "text/html", "x-amz-cf-id": CF_ID},
-            "body": "<h1>oops</h1>",
-        },
+        edge_answer(500, "<h1>oops</h1>"),
         "Unexpected answer from the server (HTTP 500)",
         "Try again in a minute.",
     ),
     "200 that is not the API's JSON": (
-        {
-            "status": 200,
-            "headers": {"content-type": "text/plain", "x-amz-cf-id": CF_ID},
-            "body": "maintenance",
-        },
+        edge_answer(200, "maintenance", content_type="text/plain"),
         "Unexpected answer from the server (HTTP 200)",
         "Try again in a minute.",
     ),
 }
+
+
+def shown_message(body: str) -> str | None:
+    """The message the page quotes: the API's error.message, an AWS error's message or Message."""
+    if not body.startswith("{"):
+        return None
+    document = json.loads(body)
+    return document.get("error", {}).get("message") or document.get("message") or document.get("Message")
 
 
 @pytest.mark.parametrize(("answer", "title", "advice"), ANSWERS.values(), ids=ANSWERS.keys())
@@ -311,8 +441,7 @@ def test_each_failure_is_explained_with_the_api_message_and_the_request_id(page,
 
     assert page.locator("#problem-title").inner_text() == title
     assert advice in page.locator("#problem-detail").inner_text()
-    body = answer["body"]
-    message = json.loads(body)["error"]["message"] if body.startswith("{") else None
+    message = shown_message(answer["body"])
     api_message = page.locator("#problem-api-message")
     if message:
         assert api_message.inner_text() == f"The service said: “{message}”"
@@ -411,3 +540,78 @@ def test_stop_retrying_cancels_the_automatic_retry(page, site):
     assert len(seen) == 1
     assert page.get_by_role("button", name="Try again").is_visible()
     assert re.search(r"Stopped retrying", page.locator("#status").inner_text())
+
+
+def test_automatic_retries_keep_the_problem_on_screen_and_say_so(page, site):
+    """Each retry after a 503 model_starting updates the countdown and the status line; the problem box
+    stays (hiding and showing it every minute would flash it and move the page)."""
+    seen = []
+
+    def starting_twice(route):
+        seen.append(route.request.post_data_buffer)
+        if len(seen) <= 2:
+            message = "the model is starting: retry after the Retry-After seconds"
+            route.fulfill(**json_answer(503, "model_starting", message, "60"))
+        else:
+            route.continue_()
+
+    page.clock.install()
+    open_page(page, site)
+    page.route(API, starting_twice)
+    choose(page, "spaniel.jpg", "image/jpeg", photo_jpeg(320, 240))
+    page.locator("#problem-countdown").wait_for(state="visible")
+    # From here on, every time the box is hidden is counted.
+    page.evaluate(
+        """() => {
+            window.problemHidden = 0;
+            const problem = document.getElementById("problem");
+            new MutationObserver(() => { if (problem.hidden) window.problemHidden += 1; })
+                .observe(problem, {attributes: true, attributeFilter: ["hidden"]});
+        }"""
+    )
+    with page.expect_response(API):
+        page.clock.run_for(60_000)
+    wait_until(page, lambda: "attempt 3 of 11" in page.locator("#problem-countdown").inner_text())
+    assert len(seen) == 2
+    assert page.evaluate("window.problemHidden") == 0
+    assert page.locator("#problem-title").inner_text() == "The classifier is starting (HTTP 503)"
+    assert page.locator("#status").inner_text().endswith("Trying again in 60 seconds.")
+
+    with page.expect_response(API) as third:
+        page.clock.run_for(60_000)
+    assert third.value.status == 200
+    page.locator("#results").wait_for(state="visible")
+    assert page.locator("#problem").is_hidden()
+    assert page.evaluate("window.problemHidden") == 1  # once, for the predictions
+    assert seen[0] == seen[1] == seen[2]
+
+
+def test_a_failure_of_the_page_itself_is_shown_not_thrown(page, site):
+    """A browser API that throws where the page expects none: a message, no unhandled rejection, and
+    the results no longer marked busy."""
+    log = record(page)
+    open_page(page, site)
+    page.evaluate("() => { URL.createObjectURL = () => { throw new Error('no object URLs today'); }; }")
+    choose(page, "spaniel.jpg", "image/jpeg", photo_jpeg(320, 240))
+    page.locator("#problem").wait_for(state="visible")
+    assert page.locator("#problem-title").inner_text() == "Something went wrong on this page"
+    assert page.locator("#status").inner_text().startswith("Something went wrong on this page")
+    assert page.locator("#results").get_attribute("aria-busy") is None
+    assert log.page_errors == []  # an unhandled rejection would be one
+    assert [text for text in log.console_errors if "no object URLs today" not in text] == []
+
+
+def test_a_checksum_the_browser_cannot_compute_is_explained(page, site):
+    log = record(page)
+    open_page(page, site)
+    sent = []
+    page.on("request", lambda request: "/api/predict" in request.url and sent.append(request))
+    page.evaluate(
+        "() => { crypto.subtle.digest = () => Promise.reject(new DOMException('no', 'OperationError')); }"
+    )
+    choose(page, "spaniel.jpg", "image/jpeg", photo_jpeg(320, 240))
+    page.locator("#problem").wait_for(state="visible")
+    assert page.locator("#problem-title").inner_text() == "This photo could not be prepared for sending"
+    assert page.get_by_role("button", name="Try again").is_enabled()
+    assert page.locator("#results").get_attribute("aria-busy") is None
+    assert sent == [] and log.unexpected() == []
