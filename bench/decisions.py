@@ -25,8 +25,9 @@ DESIGN_LOAD = {"dev": {"steady": 1, "peak": 10}, "prod": {"steady": 10, "peak": 
 # (SageMaker spreads instances of a variant across AZs); the stage config enforces >= 2 too.
 MIN_INSTANCES = {"dev": 1, "prod": 2}
 LAMBDA_UTILIZATION_TARGET = 0.7  # the stage config's lambda_provisioned_utilization_target
-# The project's design fixes a GPU EndpointConfig (shared/CONTRACT.md): the stages choose among the GPU
-# types, and the cheapest CPU type is reported next to each as the measured alternative.
+# The project's design fixes a GPU EndpointConfig (README, introduction: a GPU endpoint on the PyTorch
+# inference container): the stages choose among the GPU types, and the cheapest CPU type is reported next
+# to each as the measured alternative.
 REQUIRE_ACCELERATOR = True
 
 

@@ -883,7 +883,7 @@ def decisions_section(results: dict[str, Any], decisions: dict[str, Any]) -> str
     if stages:
         parts.append(
             "**Instance types, counts and targets.** The design fixes a GPU EndpointConfig "
-            "(`shared/CONTRACT.md`), so each stage takes the cheapest GPU type at its steady design load "
+            "(README, introduction), so each stage takes the cheapest GPU type at its steady design load "
             "(then at its peak), running this project's handler (batch 1); the cheapest CPU type is the "
             "measured alternative next to it. `target_invocations_per_instance` = max req/s per instance "
             "x 0.5 x 60; `max_instances` = what target tracking needs at the peak design load (at least "

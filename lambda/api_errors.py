@@ -1,6 +1,7 @@
 """The prediction API's error type: every failure becomes one of these, and one place renders it.
 
-The statuses are the contract's table (``shared/CONTRACT.md``); a status outside it is a bug.
+The statuses are the prediction API's table (docs/serving.md, "Prediction API"); a status outside it is a
+bug.
 Messages are written here or in the validators, never copied from an AWS error or the model's
 output, so nothing internal (ARNs, stack traces, account ids) can reach the caller.
 """

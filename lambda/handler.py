@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -221,7 +222,14 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         # A bug here must still answer in the table's shape, without the exception's text.
         error = api_errors.internal_error()
         response = _error_response(error, request_id)
-        log.update(outcome="failed", status=error.status, error_code=error.code, exception=type(exc).__name__)
+        # The traceback goes to the log (the one place an operator can find the bug), never the response.
+        log.update(
+            outcome="failed",
+            status=error.status,
+            error_code=error.code,
+            exception=type(exc).__name__,
+            traceback=traceback.format_exc(),
+        )
     log["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     _log(log)
     return response

@@ -1,6 +1,6 @@
 """Turns a Lambda event into a validated :class:`PredictionRequest`, or raises an :class:`ApiError`.
 
-Accepted events (``shared/CONTRACT.md``, prediction API):
+Accepted events (docs/serving.md, "Prediction API"):
 
 * HTTP, Lambda Function URL / API Gateway HTTP API payload 2.0: ``POST`` with the raw image as the
   body (``isBase64Encoded: true``, ``content-type: image/jpeg|png|webp``), or ``content-type:

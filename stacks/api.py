@@ -99,7 +99,11 @@ class PredictionFunction(Construct):
             reserved_concurrent_executions=config.lambda_reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            # Text: the handler writes one JSON object per request line itself (``_log``), and Lambda sends
+            # print/stdout output as plain text whatever the format; the JSON format would only wrap the
+            # platform lines and leave the application's own untouched
+            # (https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html). Logs Insights reads the
+            # handler's JSON fields either way.
             environment={
                 "ENDPOINT_NAME": endpoint_name,
                 **(

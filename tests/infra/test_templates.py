@@ -636,3 +636,20 @@ def test_lambda_asset_is_the_handler_sources_only(dev):
     assert "handler.py" in files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("tests/")]
     assert all(f.endswith(".py") for f in files), files
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_prediction_function_logs_in_text_format_to_its_own_group(stages, stage):
+    """The handler writes one JSON line per request itself, and Lambda passes a Python function's
+    print/stdout output on as plain text in either format: the JSON format would wrap only the platform's
+    lines, so the function keeps the text format (lambda/handler.py, _log)."""
+    (function,) = [
+        f["Properties"]
+        for k, f in stages[stage].resources("api", "AWS::Lambda::Function").items()
+        if k.startswith("PredictionFunction")
+    ]
+    logging = function["LoggingConfig"]
+    assert logging.get("LogFormat", "Text") == "Text"
+    assert "ApplicationLogLevel" not in logging and "SystemLogLevel" not in logging
+    (group_id,) = stages[stage].resources("api", "AWS::Logs::LogGroup")
+    assert logging["LogGroup"] == {"Ref": group_id}

@@ -199,8 +199,14 @@ def test_service_side_errors_that_cannot_be_produced_locally(endpoint, code, htt
     assert "123456789012" not in json.dumps(body)
 
 
-def test_an_unexpected_bug_is_still_a_table_answer(api, monkeypatch):
+def test_an_unexpected_bug_is_still_a_table_answer_and_its_traceback_is_logged(api, monkeypatch, capsys):
     monkeypatch.setattr(api, "invoke_endpoint", lambda request, log: 1 / 0)
-    status, body, _ = call(api, {"image": b64(images.jpeg())})
+    status, body, headers = call(api, {"image": b64(images.jpeg())})
     assert (status, body["error"]["code"]) == (502, "internal_error")
-    assert "division" not in json.dumps(body)
+    assert "division" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    # The only record of the bug: the request's log line carries the whole traceback.
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert line["exception"] == "ZeroDivisionError" and line["level"] == "ERROR"
+    assert line["traceback"].startswith("Traceback (most recent call last):")
+    assert "ZeroDivisionError: division by zero" in line["traceback"]
+    assert line["request_id"] == body["request_id"] == headers["x-request-id"]
