@@ -145,7 +145,7 @@ class EdgeAlarmForwarder(Construct):
                 "would have to be in us-east-1, the subscription's region, out of the stage's sight.",
             )
         )
-        self.alarms = [
+        alarms = [
             undelivered_alarm(
                 self,
                 "UndeliveredAlarms",
@@ -154,4 +154,4 @@ class EdgeAlarmForwarder(Construct):
                 "(see the forwarder's dead-letter queue and log group)",
             )
         ]
-        notify_on_change(self.alarms, destinations)
+        notify_on_change(alarms, destinations)

@@ -74,7 +74,6 @@ class FrontDoorWebAcl(Construct):
         log_group: logs.LogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.name = name
         rate_rule = wafv2.CfnWebACL.RuleProperty(
             name="RateLimitPerClientIp",
             priority=0,
@@ -164,7 +163,7 @@ class FrontDoorWebAcl(Construct):
             statistic="Sum",
             period=PERIOD,
         )
-        self.blocked_alarm = alarm(
+        blocked_alarm = alarm(
             self,
             "BlockedRequests",
             description=f"{name}: more than {BLOCKED_REQUESTS_ALARM_PER_MINUTE} requests a minute blocked, "
@@ -176,4 +175,4 @@ class FrontDoorWebAcl(Construct):
             periods=5,
             datapoints=3,
         )
-        self.alarms = [self.blocked_alarm]
+        self.alarms = [blocked_alarm]
