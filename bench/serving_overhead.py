@@ -18,11 +18,11 @@ so that the difference is what TorchServe and the toolkit add, not a worker layo
 ``lambda_torchserve``  the Lambda handler -> boto3 -> runtime front -> TorchServe: the path
                        production runs, and the one the target ratio is judged on when measured.
 
-Where the serving stack is not installed (``inference.check_artifact.serving_stack_available``)
+Where the serving stack is not installed (``localdev.check_artifact.serving_stack_available``)
 those two paths are skipped with a note in the results.
 
 The model is the default backbone with random weights, packed by ``training.artifact`` exactly as
-training packs a trained one, and served by ``inference.local_endpoint.LocalEndpoint``. Every path
+training packs a trained one, and served by ``localdev.local_endpoint.LocalEndpoint``. Every path
 must answer the same top-5 as ``bare`` (checked once per image before timing). Component costs
 that the end-to-end numbers cannot separate (base64, SigV4 payload hash, botocore's own work) are
 timed on their own with many iterations.
@@ -47,9 +47,9 @@ from typing import Any
 import torch
 
 from inference.architecture import build_model
-from inference.local_invoke import function_url_event, load_prediction_handler
 from inference.model_config import ModelConfig
 from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, decode_image, resize_size_for
+from localdev.local_invoke import function_url_event, load_prediction_handler
 
 from .images import photo_jpeg
 from .timing import Stats, interleaved, percentile, ratio_stats
@@ -177,7 +177,7 @@ def run(
     torchserve_warmup: int = TORCHSERVE_WARMUP_REQUESTS,
 ) -> dict[str, Any]:
     """Every path for every image; ``torchserve=False`` measures the in-process paths only."""
-    from inference.local_endpoint import LocalEndpoint
+    from localdev.local_endpoint import LocalEndpoint
 
     images = images or {"phone": photo_jpeg(), "small": photo_jpeg((640, 480), seed=1)}
     resize = resize_size_for(IMAGE_SIZE)
@@ -231,15 +231,15 @@ def _start_torchserve(
     forward pass on one thread of this process with the same pool, so the comparison is of servers,
     not of worker layouts.
     """
-    from inference.check_artifact import serving_stack_available
-    from inference.local_endpoint import LocalEndpoint
+    from localdev.check_artifact import serving_stack_available
+    from localdev.local_endpoint import LocalEndpoint
 
     if not wanted:
         return {"facts": {"skipped": "not requested (torchserve=False)"}}
     if not serving_stack_available():
         note = (
             "the serving stack is not installed here (requirements-serving.txt and Java 17+, see "
-            "inference.check_artifact.serving_stack_available): TorchServe paths not measured"
+            "localdev.check_artifact.serving_stack_available): TorchServe paths not measured"
         )
         log(f"  note: {note}")
         return {"facts": {"skipped": note}}

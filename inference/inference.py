@@ -2,7 +2,7 @@
 
 The PyTorch inference DLC (TorchServe + sagemaker-pytorch-inference) imports this module from the
 artifact's ``code/`` directory and calls, per request, ``output_fn(predict_fn(input_fn(body,
-content_type), model), accept)``. The same functions serve ``inference.local_endpoint``.
+content_type), model), accept)``. The same functions serve ``localdev.local_endpoint``.
 
 Errors: the toolkit turns a ``sagemaker_inference.errors.BaseInferenceToolkitError`` raised by a
 handler into a response with that status code and ``message + "\\n" + traceback`` as the body; any
@@ -125,7 +125,7 @@ class LoadedModel:
     version: str
     max_pixels: int = DEFAULT_MAX_PIXELS
     # TorchServe runs one request at a time per worker process, so this lock is free there; a
-    # threaded server (inference.local_endpoint) gets one forward pass at a time instead of
+    # threaded server (localdev.local_endpoint) gets one forward pass at a time instead of
     # several fighting over the same cores and intra-op thread pool.
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
@@ -177,7 +177,7 @@ def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
         state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
         network.load_state_dict(state_dict)
     except Exception as exc:
-        # The first line a reader of the container log (or inference.check_artifact) sees.
+        # The first line a reader of the container log (or localdev.check_artifact) sees.
         raise RuntimeError(
             f"{WEIGHTS_FILENAME} does not load as this model's state_dict ({config.arch}, "
             f"{config.num_classes} classes, torch.load weights_only): {type(exc).__name__}: {exc}"

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     with stage("register (dry run): the model package version this model would become", timings):
         registration = dry_run_registration(work)
 
-    from inference.local_endpoint import LocalEndpoint
-    from inference.local_invoke import function_url_event, load_prediction_handler
+    from localdev.local_endpoint import LocalEndpoint
+    from localdev.local_invoke import function_url_event, load_prediction_handler
 
     with stage(
         "start TorchServe on model.tar.gz as the DLC does (unpack, toolkit, workers' model_fn)", timings
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_and_package(work: Path, timings: dict[str, float]) -> Path:
     """The demo's model from scratch in ``work`` (emptied first): synthetic data, 2-process DDP training,
-    ``model.tar.gz``; returns the archive. ``scripts.serve`` trains with this when it has no model."""
+    ``model.tar.gz``; returns the archive. ``localdev.serve`` trains with this when it has no model."""
     if work.exists():
         shutil.rmtree(work)
     data, model_dir, tarball = work / "data", work / "model", work / "model.tar.gz"

@@ -4,14 +4,14 @@ Layout (the SageMaker PyTorch inference container's "model directory" contract):
 
     model.pt              plain state_dict, CPU tensors, loads with torch.load(..., weights_only=True)
     model_config.json     inference.model_config.ModelConfig
-    code/inference.py     the handler, plus every module it imports (inference.ENDPOINT_CODE_FILES)
+    code/inference.py     the handler, plus every other module of inference/ (inference.ENDPOINT_CODE_FILES)
 
 The container (torch 2.6) is older than the training image, so the weights are a plain tensor dict:
 no pickled classes, no DDP ``module.`` or ``torch.compile`` ``_orig_mod.`` prefixes, standard
 (contiguous) layouts.
 
 ``python -m training.artifact --model-dir OUT --output model.tar.gz`` checks an artifact directory,
-packs it, then serves the archive once through the DLC's TorchServe (``inference.check_artifact``;
+packs it, then serves the archive once through the DLC's TorchServe (``localdev.check_artifact``;
 ``--serve-check`` picks the server or ``none``); ``--check-only`` just checks that it loads.
 """
 
@@ -72,9 +72,6 @@ def write_artifact(model_dir: Path, state_dict: dict[str, torch.Tensor], config:
     if code.exists():
         shutil.rmtree(code)
     code.mkdir()
-    missing = [name for name in inference.ENDPOINT_CODE_FILES if not (INFERENCE_SOURCE_DIR / name).is_file()]
-    if missing:
-        raise ArtifactError(f"endpoint code files missing from {INFERENCE_SOURCE_DIR}: {', '.join(missing)}")
     for name in inference.ENDPOINT_CODE_FILES:
         shutil.copy2(INFERENCE_SOURCE_DIR / name, code / name)
     return model_dir
@@ -129,8 +126,8 @@ def package(model_dir: Path, output: Path) -> Path:
 
 
 def serve_check(archive: Path, server: str = "auto") -> None:
-    """Serve the packed archive once the way the endpoint will (``inference.check_artifact``)."""
-    from inference.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
+    """Serve the packed archive once the way the endpoint will (``localdev.check_artifact``)."""
+    from localdev.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
 
     try:
         result = check_artifact(archive, server=server)
@@ -149,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--serve-check",
         choices=("auto", "torchserve", "inprocess", "none"),
         default="auto",
-        help="after packing, serve model.tar.gz once with inference.check_artifact (auto: the DLC's "
+        help="after packing, serve model.tar.gz once with localdev.check_artifact (auto: the DLC's "
         "TorchServe where the serving stack and Java are installed, else the handler in-process)",
     )
     args = parser.parse_args(argv)

@@ -237,7 +237,7 @@ def build_parser_launch() -> argparse.ArgumentParser:
         "--wait",
         action="store_true",
         help="stream the job's logs until it ends, then serve its model.tar.gz once through the DLC's "
-        "TorchServe (inference.check_artifact): a job whose artifact does not serve exits non-zero",
+        "TorchServe (localdev.check_artifact): a job whose artifact does not serve exits non-zero",
     )
     job.add_argument(
         "--register",
@@ -431,11 +431,11 @@ def verify_artifact(model_data_url: str, stage: str) -> None:
     The DLC's TorchServe where this machine has the serving stack and Java, else the handler in-process.
     """
     try:
-        from inference.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
+        from localdev.check_artifact import ArtifactCheckFailed, CannotCheck, check_artifact
     except ImportError as exc:  # a launch-only venv (requirements-launch.txt) has no torch or Pillow
         raise LaunchError(
             f"the job finished; this environment cannot serve {model_data_url} ({exc}): run "
-            "`python -m inference.check_artifact URL` where requirements-dev.txt is installed"
+            "`python -m localdev.check_artifact URL` where requirements-dev.txt is installed"
         ) from None
     try:
         result = check_artifact(model_data_url, server="auto", stage=stage)
@@ -445,7 +445,7 @@ def verify_artifact(model_data_url: str, stage: str) -> None:
         raise LaunchError(
             f"the job finished; check {model_data_url} yourself before deploying: {exc}"
         ) from None
-    print(f"{model_data_url} serves ({result.server}): inference.check_artifact passed")
+    print(f"{model_data_url} serves ({result.server}): localdev.check_artifact passed")
 
 
 def job_artifacts(job: JobPlan) -> tuple[str, str]:

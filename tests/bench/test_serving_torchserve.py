@@ -59,9 +59,9 @@ def test_what_torchserve_adds_is_taken_per_repeat():
 
 @pytest.mark.parametrize("available", [False, True])
 def test_torchserve_paths_are_skipped_with_a_note(monkeypatch, tmp_path, available):
-    import inference.check_artifact
+    import localdev.check_artifact
 
-    monkeypatch.setattr(inference.check_artifact, "serving_stack_available", lambda: available)
+    monkeypatch.setattr(localdev.check_artifact, "serving_stack_available", lambda: available)
     logged: list[str] = []
     with contextlib.ExitStack() as stack:
         # Not wanted: nothing is started, whatever the machine has.

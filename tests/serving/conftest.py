@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving_helpers import ENDPOINT_NAME, train_tiny_artifact
+
+from localdev.local_endpoint import LocalEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = REPO_ROOT / "lambda"
-# The repo root for `inference` and `training`; lambda/ because the Lambda bundles it flat and
-# handler.py imports its siblings as top-level modules.
-for path in (REPO_ROOT, LAMBDA_DIR):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from serving_helpers import ENDPOINT_NAME, train_tiny_artifact  # noqa: E402
-
-from inference.local_endpoint import LocalEndpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")

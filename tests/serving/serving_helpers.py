@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import boto3
 from botocore.config import Config
 
-from inference.local_invoke import load_prediction_handler
-from scripts.function_url import function_url_event
+from localdev.function_url import function_url_event
+from localdev.local_invoke import load_prediction_handler
 
 ENDPOINT_NAME = "dog-breeds-test"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ LEAKS = (
 
 def url_event(body: bytes, content_type: str, query: dict | None = None, method: str = "POST") -> dict:
     """The Lambda Function URL (payload 2.0) event for ``method /?query`` with ``body``: built by
-    :func:`scripts.function_url.function_url_event`, the builder ``make serve`` and local_invoke use
+    :func:`localdev.function_url.function_url_event`, the builder ``make serve`` and local_invoke use
     (an image type's body base64-encoded, a text or JSON one as it is; no ``queryStringParameters``
     without a query)."""
     target = f"/?{urlencode(query)}" if query else "/"

@@ -1,4 +1,4 @@
-"""inference.check_artifact and training.artifact's serve check: a broken artifact stops before traffic."""
+"""localdev.check_artifact and training.artifact's serve check: a broken artifact stops before traffic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inference import check_artifact
+from localdev import check_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def archive(artifact_dir, tmp_path_factory) -> Path:
 
 
 def test_a_good_archive_serves_from_a_path_and_from_s3(archive, monkeypatch, class_names):
-    result = run("-m", "inference.check_artifact", str(archive), "--server", "inprocess")
+    result = run("-m", "localdev.check_artifact", str(archive), "--server", "inprocess")
     assert result.returncode == 0, result.stderr
     assert "serves (inprocess): top class" in result.stdout
 
@@ -77,6 +77,6 @@ def test_what_only_the_real_container_catches_fails_the_packing(artifact_dir, tm
 def test_not_an_archive_is_a_clear_failure(tmp_path):
     bogus = tmp_path / "model.tar.gz"
     bogus.write_bytes(b"not gzip")
-    result = run("-m", "inference.check_artifact", str(bogus), "--server", "inprocess")
+    result = run("-m", "localdev.check_artifact", str(bogus), "--server", "inprocess")
     assert result.returncode == 1
     assert "cannot be unpacked as a model.tar.gz" in result.stderr and "Traceback" not in result.stderr

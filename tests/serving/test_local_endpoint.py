@@ -20,8 +20,8 @@ import pytest
 import sample_images as images
 from serving_helpers import ENDPOINT_NAME, runtime_client, wait_until_every_slot_is_taken
 
-from inference import local_invoke
-from inference.local_endpoint import LocalEndpoint, extract_model_archive
+from localdev import local_invoke
+from localdev.local_endpoint import LocalEndpoint, extract_model_archive
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -144,7 +144,7 @@ def test_command_line_serves_until_sigterm(artifact_dir, server):
             *(
                 sys.executable,
                 "-m",
-                "inference.local_endpoint",
+                "localdev.local_endpoint",
                 "--model-dir",
                 str(artifact_dir),
                 "--port",

@@ -18,7 +18,7 @@ import pytest
 import sample_images as images
 from serving_helpers import ENDPOINT_NAME, call, load_handler, url_event
 
-from inference.local_endpoint import LocalEndpoint
+from localdev.local_endpoint import LocalEndpoint
 from stacks.model_environment import model_environment, stage_config_from_cdk_json
 
 # Appended to a copy of the artifact's code/inference.py: a model that fails or stalls on request.
@@ -148,7 +148,7 @@ def test_a_model_that_does_not_load_is_refused_before_traffic(artifact_dir, tmp_
     broken = tmp_path / "model"
     shutil.copytree(artifact_dir, broken)
     (broken / "model.pt").write_bytes(b"not a state_dict")
-    from inference.torchserve_container import ContainerStartError, TorchServeContainer
+    from localdev.torchserve_container import ContainerStartError, TorchServeContainer
 
     config = dataclasses.replace(stage_config_from_cdk_json("dev"), inference_workers=1)
     with pytest.raises(ContainerStartError, match=r"model\.pt does not load as this model's state_dict"):
@@ -158,7 +158,7 @@ def test_a_model_that_does_not_load_is_refused_before_traffic(artifact_dir, tmp_
 def test_a_load_failure_is_told_by_its_cause_not_by_torchserves_status_line():
     """On a busy machine the worker's re-raised status ("500 - Unknown exception") is already in the log
     when the container reads it; the reason given must still be the model's own error."""
-    from inference.torchserve_container import _worker_error
+    from localdev.torchserve_container import _worker_error
 
     prefix = "2026-12-02T00:25:31,097 [INFO ] W-9000-model_1.0-stdout MODEL_LOG - "
     log = "\n".join(

@@ -354,7 +354,7 @@ def test_the_job_starts_with_what_the_bundle_and_the_image_have():
 
 
 def test_a_waited_job_is_followed_by_a_serve_check_of_its_artifact(offline, monkeypatch, capsys):
-    from inference import check_artifact
+    from localdev import check_artifact
 
     checked = []
     monkeypatch.setattr(launch, "submit", lambda job: job.job_name)
@@ -506,7 +506,7 @@ def job_region_clients() -> dict[str, object]:
 
 
 def test_a_registered_job_is_waited_for_checked_then_registered(offline, monkeypatch, capsys):
-    from inference import check_artifact
+    from localdev import check_artifact
 
     monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
     monkeypatch.setenv(provenance.GIT_COMMIT_ENV, "feedbeef")
@@ -561,7 +561,7 @@ def test_a_registered_job_is_waited_for_checked_then_registered(offline, monkeyp
 
 
 def test_a_failed_registration_says_how_to_retry(offline, monkeypatch):
-    from inference import check_artifact
+    from localdev import check_artifact
 
     monkeypatch.setattr(launch, "stack_target", lambda stage, region, cloudformation=None: STACK_TARGET)
     monkeypatch.setattr(launch, "submit", lambda job: job.job_name)

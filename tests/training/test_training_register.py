@@ -24,14 +24,11 @@ import pytest
 from botocore.exceptions import NoCredentialsError
 from botocore.stub import ANY, Stubber
 from botocore.validate import ParamValidator
+from infra.service_model import check_request, service_model
 from training_helpers import REPO, clean_env, run_command
 
 from stacks.model_environment import model_environment
 from training import provenance, register
-
-# tests/infra's request validator (a package of tests/, which pytest puts on sys.path only for its own).
-sys.path.insert(0, str(REPO / "tests"))
-from infra.service_model import check_request, service_model
 
 REGION = "us-east-1"
 BUCKET = "dogbreed-dev-111122223333-us-east-1"

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from training.config import TrainConfig, parse_config
+from training.distributed import DistContext
 
-from training.config import TrainConfig, parse_config  # noqa: E402  (after the repo is on sys.path)
-from training.distributed import DistContext  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 CLASSES = 4
 TRAIN_ARGS = (

@@ -1,26 +1,19 @@
-"""Web page fixtures: the local site (scripts.serve) on a really trained model, headless Chromium."""
+"""Web page fixtures: the local site (localdev.serve) on a really trained model, headless Chromium."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving_helpers import train_tiny_artifact
+
+from localdev.serve import LocalSite, local_stack
+from scripts.browser import BrowserNotFound, ensure_chromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The repo root for `scripts` and `inference`; lambda/ as the Lambda bundles it (flat); tests/serving
-# for the tiny-artifact trainer and the sample images the serving tests use.
-for path in (REPO_ROOT, REPO_ROOT / "lambda", REPO_ROOT / "tests" / "serving"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from serving_helpers import train_tiny_artifact  # noqa: E402
-
-from scripts.browser import BrowserNotFound, ensure_chromium  # noqa: E402
-from scripts.serve import LocalSite, local_stack  # noqa: E402
 
 # What Chromium needs on a closed network and as root in a container: no sandbox (root), no GPU, and no
 # background connections (QUIC, component updates, sync), which otherwise fail slowly and log errors.

@@ -14,8 +14,8 @@ import json
 import pytest
 import sample_images
 
-from scripts.function_url import function_url_event
-from scripts.serve import LambdaContext
+from localdev.function_url import function_url_event
+from localdev.serve import LambdaContext
 
 
 def cloudfront_event(body: bytes, content_type: str, target: str = "/api/predict?top_k=5") -> dict:

@@ -1,4 +1,4 @@
-"""scripts.serve's site and scripts.function_url: what CloudFront's OAC and the Function URL do, emulated.
+"""localdev.serve's site and localdev.function_url: what CloudFront's OAC and the Function URL do, emulated.
 
 A recording function stands in for lambda/handler.py here (no model, no endpoint): each test reads the
 event the function got, or that it got none.
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from scripts import function_url
-from scripts.serve import WEB_DIR, LambdaContext, LocalSite, SiteRequestHandler
+from localdev import function_url
+from localdev.serve import WEB_DIR, LambdaContext, LocalSite, SiteRequestHandler
 from stacks.security_headers import SECURITY_HEADERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -166,12 +166,12 @@ def without_invocation(event: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("top_k", [None, 0, 3])
 def test_local_invoke_and_the_serving_tests_build_the_local_sites_event(top_k):
-    """One builder, scripts.function_url's: what inference.local_invoke (make demo, bench/) and the
+    """One builder, localdev.function_url's: what localdev.local_invoke (make demo, bench/) and the
     serving tests send the handler is what the local site does, so no query means no
     queryStringParameters and an image body is base64."""
     from serving_helpers import url_event
 
-    from inference import local_invoke
+    from localdev import local_invoke
 
     target = "/" if top_k is None else f"/?top_k={top_k}"
     site_event = function_url.function_url_event(
@@ -354,7 +354,7 @@ def test_head_answers_the_headers_without_a_body(site):
     "path",
     [
         "/nothing-here.html",
-        "/../scripts/serve.py",
+        "/../localdev/serve.py",
         "/%2e%2e/Makefile",
         "/..%2fMakefile",
         "//etc/passwd",

@@ -1,4 +1,4 @@
-"""What `make serve` and `make browser` rely on: a light scripts.serve, and finding Chromium."""
+"""What `make serve` and `make browser` rely on: a light localdev.serve, and finding Chromium."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from scripts import browser, serve
+from localdev import serve
+from scripts import browser
 from stacks import security_headers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_scripts_serve_imports_without_the_model_stack():
-    """At the top scripts.serve imports only the standard library and stacks.security_headers (the CSP's
+    """At the top localdev.serve imports only the standard library and stacks.security_headers (the CSP's
     one definition, which the CDK app imports too); the model stack loads when it is started. So a wrong
     argument or ``--help`` answers at once, without torch, botocore or inference."""
     heavy = ("torch", "botocore", "inference")
-    code = f"import sys, scripts.serve\nprint([m for m in {heavy!r} if m in sys.modules])"
+    code = f"import sys, localdev.serve\nprint([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )

@@ -1,4 +1,4 @@
-"""The web page in headless Chromium, served by ``scripts.serve`` under the production CSP.
+"""The web page in headless Chromium, served by ``localdev.serve`` under the production CSP.
 
 A photo, a non-image file, the keyboard-only path and a stage scaled to zero run the whole local stack:
 page -> payload-hash check -> Function URL event -> lambda/handler.py -> local endpoint -> the model. The
@@ -26,10 +26,10 @@ from web_helpers import (
     shown_predictions,
 )
 
-from inference.local_endpoint import LocalEndpoint
-from inference.local_invoke import load_prediction_handler
-from scripts.function_url import PAYLOAD_TOO_LARGE_MESSAGE, SIGNATURE_MISMATCH_MESSAGE
-from scripts.serve import LocalSite
+from localdev.function_url import PAYLOAD_TOO_LARGE_MESSAGE, SIGNATURE_MISMATCH_MESSAGE
+from localdev.local_endpoint import LocalEndpoint
+from localdev.local_invoke import load_prediction_handler
+from localdev.serve import LocalSite
 from stacks.security_headers import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 
 API = "**/api/predict*"

@@ -1,14 +1,14 @@
 """The web page on a local endpoint: ``make serve``, or
 
-    python -m scripts.serve [--model-dir DIR|model.tar.gz] [--server torchserve|inprocess]
+    python -m localdev.serve [--model-dir DIR|model.tar.gz] [--server torchserve|inprocess]
         [--port 8000] [--host 127.0.0.1]
 
 In production CloudFront serves ``web/`` from a private S3 bucket, with the security headers below (its
 response headers policy), and forwards ``/api/predict`` to the prediction Lambda's Function URL through
 an origin access control. Here one ``ThreadingHTTPServer`` plays both parts: it serves ``web/`` with
 the same headers and hands ``/api/predict`` to ``lambda/handler.py``'s ``handler`` the way the OAC and
-the Function URL would (:mod:`scripts.function_url`: the payload-hash check, the event, the response),
-while the handler calls a local SageMaker endpoint (:mod:`inference.local_endpoint`) serving the model
+the Function URL would (:mod:`localdev.function_url`: the payload-hash check, the event, the response),
+while the handler calls a local SageMaker endpoint (:mod:`localdev.local_endpoint`) serving the model
 with the DLC's TorchServe (``--server torchserve``, the default) or in this process (``inprocess``).
 
 Without ``--model-dir`` it serves ``build/demo/model.tar.gz`` (what ``make demo`` trains), training that
@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from scripts import function_url
 from stacks.security_headers import SECURITY_HEADERS
+
+from . import function_url
 
 REPO = Path(__file__).resolve().parent.parent
 WEB_DIR = REPO / "web"
@@ -63,7 +64,7 @@ STATIC_TYPES = {
 }
 
 Function = Callable[[dict[str, Any], Any], Any]
-logger = logging.getLogger("scripts.serve")
+logger = logging.getLogger("localdev.serve")
 
 
 @dataclass(frozen=True)
@@ -243,8 +244,8 @@ def local_stack(
     model: Path, *, server: str = "torchserve", host: str = "127.0.0.1", port: int = 0, stage: str = "dev"
 ) -> Iterator[LocalSite]:
     """The site, the prediction handler and a local endpoint serving ``model``, all started; stopped after."""
-    from inference.local_endpoint import LocalEndpoint
-    from inference.local_invoke import load_prediction_handler
+    from localdev.local_endpoint import LocalEndpoint
+    from localdev.local_invoke import load_prediction_handler
 
     site = LocalSite((host, port))  # bound first: a port in use fails before the model is loaded
     try:
@@ -271,7 +272,7 @@ def demo_model(work: Path = DEMO_WORK_DIR) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.serve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m localdev.serve", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--model-dir", type=Path, help=f"a training output or model.tar.gz (default: {DEMO_WORK_DIR})"
     )
@@ -293,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir is not None and not args.model_dir.exists():
         print(f"serve: --model-dir {args.model_dir} does not exist", file=sys.stderr)
         return 2
-    from inference.java_runtime import JavaNotFound
-    from inference.torchserve_container import ContainerStartError, ServingStackMissing
+    from localdev.java_runtime import JavaNotFound
+    from localdev.torchserve_container import ContainerStartError, ServingStackMissing
     from stacks.config import ConfigError
 
     # SIGTERM (a supervisor, `kill`) unwinds like Ctrl-C: both servers stop, TorchServe included.

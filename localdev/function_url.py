@@ -3,7 +3,7 @@
 Production: the browser POSTs to ``/api/predict`` on the CloudFront distribution, which signs the origin
 request with SigV4 through a Lambda origin access control (OAC) and sends it to the function's URL
 (``AWS_IAM`` auth); the URL turns the request into a payload-format-2.0 event and the function's result
-back into the HTTP response. ``scripts.serve`` does the same steps in-process, with these functions:
+back into the HTTP response. ``localdev.serve`` does the same steps in-process, with these functions:
 
 * :func:`payload_hash_refusal`: OAC does not hash request bodies. "If you use PUT or POST methods with your
   Lambda function URL, your users must compute the SHA256 of the body and include the payload hash value
@@ -12,12 +12,12 @@ back into the HTTP response. ``scripts.serve`` does the same steps in-process, w
   function URL origin"). Lambda recomputes the hash and refuses a request whose header is missing or
   wrong with a 403 before the function runs; so does the local site, so the page is proven to send it.
 * :func:`function_url_event`: the event (Lambda Developer Guide, "Invoking Lambda function URLs",
-  request payload format). The one builder: ``inference.local_invoke`` (``make demo``, ``bench/``) and
+  request payload format). The one builder: ``localdev.local_invoke`` (``make demo``, ``bench/``) and
   the serving tests' ``url_event`` build their events with it too.
 * :func:`http_response`: the function's result as the URL answers it (same page, response format).
 * :data:`MAX_INVOCATION_PAYLOAD_BYTES`: Lambda's 6 MB synchronous invocation payload, the event included.
 
-Standard library only: ``scripts.serve`` must load without torch (the heavy parts load when it starts).
+Standard library only: ``localdev.serve`` must load without torch (the heavy parts load when it starts).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stop a broken artifact before traffic: serve it the way the endpoint will, and ask for one prediction.
 
-    python -m inference.check_artifact PATH|s3://bucket/key/model.tar.gz [--server torchserve|inprocess]
+    python -m localdev.check_artifact PATH|s3://bucket/key/model.tar.gz [--server torchserve|inprocess]
         [--stage dev]
 
 Unpacks the artifact as SageMaker does, starts the DLC's toolkit + TorchServe on it with the stage's
@@ -33,11 +33,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from inference.model_config import ModelConfig
 from stacks.config import ConfigError
 
 from .java_runtime import JavaNotFound, find_java
 from .local_endpoint import extract_model_archive
-from .model_config import ModelConfig
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
 from .torchserve_container import ContainerStartError, ServingStackMissing, TorchServeContainer
 
@@ -165,7 +165,7 @@ def _predictions(response: ContainerResponse, config: ModelConfig) -> list[dict]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.check_artifact", description=__doc__.split("\n")[0]
+        prog="python -m localdev.check_artifact", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "source", help="the artifact: a model directory, model.tar.gz, or s3://.../model.tar.gz"

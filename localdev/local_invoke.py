@@ -1,17 +1,15 @@
 """Classify an image through the prediction API (lambda/handler.py) and a local endpoint, offline.
 
-    python -m inference.local_invoke --model-dir DIR --image dog.jpg [--top-k 5]
+    python -m localdev.local_invoke --model-dir DIR --image dog.jpg [--top-k 5]
 
-starts :class:`~inference.local_endpoint.LocalEndpoint` on a free loopback port, imports the
+starts :class:`~localdev.local_endpoint.LocalEndpoint` on a free loopback port, imports the
 Lambda handler exactly as Lambda does (``ENDPOINT_NAME`` and the other settings from the
 environment, its botocore client pointed at the endpoint through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``),
 sends the image as a Function URL event and prints the predictions and the time of each stage.
 
 From Python (the demo): ``load_prediction_handler(endpoint.url, endpoint.name)`` and
 ``function_url_event(image_bytes, content_type, top_k)``.
-Repo-only tooling: not part of the endpoint artifact (``inference.ENDPOINT_CODE_FILES``), and never
-imported by the training job (whose source bundle holds every ``inference/*.py``), so it may import
-``scripts.function_url``, whose event builder ``make serve`` uses too.
+Dev tooling (``localdev``): neither in the endpoint artifact nor in the training job's source bundle.
 """
 
 from __future__ import annotations
@@ -28,8 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from scripts import function_url
-
+from . import function_url
 from .local_endpoint import LocalEndpoint, client_environment
 
 LAMBDA_DIR = Path(__file__).resolve().parents[1] / "lambda"
@@ -72,7 +69,7 @@ def load_prediction_handler(endpoint_url: str, endpoint_name: str, **settings: s
 def function_url_event(image: bytes, content_type: str, top_k: int | None = None) -> dict[str, Any]:
     """The event a Lambda Function URL delivers for ``POST /?top_k=N`` with ``image`` as the body.
 
-    :func:`scripts.function_url.function_url_event` builds it, the builder ``make serve`` uses: an image
+    :func:`localdev.function_url.function_url_event` builds it, the builder ``make serve`` uses: an image
     type's body base64-encoded, no ``queryStringParameters`` without ``top_k``. ``top_k=0`` is sent as
     given (the API answers 400), not silently dropped for the default 5.
     """
@@ -89,7 +86,7 @@ def function_url_event(image: bytes, content_type: str, top_k: int | None = None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.local_invoke", description=__doc__.split("\n")[0]
+        prog="python -m localdev.local_invoke", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--model-dir", required=True, help="the training output directory or its model.tar.gz"

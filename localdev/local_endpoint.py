@@ -1,14 +1,14 @@
 """A local SageMaker endpoint: the model's handler functions behind the runtime's HTTP API, on loopback.
 
-    python -m inference.local_endpoint --model-dir DIR|model.tar.gz [--server torchserve|inprocess]
+    python -m localdev.local_endpoint --model-dir DIR|model.tar.gz [--server torchserve|inprocess]
         [--stage dev] [--port 8080] [--name NAME] [--inference-component NAME]
 
 The model runs in one of two servers:
 
-* ``torchserve``: the DLC's real serving stack (:mod:`inference.torchserve_container`: the SageMaker
+* ``torchserve``: the DLC's real serving stack (:mod:`localdev.torchserve_container`: the SageMaker
   PyTorch toolkit starting TorchServe 0.12 with the stage's Model environment from
   ``stacks.model_environment``, the very dict the CDK stack deploys);
-* ``inprocess``: the handler functions called in this process by :mod:`inference.toolkit_emulation`
+* ``inprocess``: the handler functions called in this process by :mod:`localdev.toolkit_emulation`
   (fast; the parity tests tie it to the real stack).
 
 Either way the endpoint has two faces, both served by one ``ThreadingHTTPServer`` on 127.0.0.1:
@@ -54,17 +54,17 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import unquote
 
+from inference import inference as default_handlers
 from stacks import model_environment as stage_model
 from stacks.config import ConfigError
 
-from . import inference as default_handlers
 from .java_runtime import JavaNotFound
 from .toolkit_emulation import ContainerResponse, ToolkitEmulation
 from .torchserve_container import LOOPBACK, ContainerStartError, ServingStackMissing, TorchServeContainer
 
 SERVERS = ("torchserve", "inprocess")
 
-logger = logging.getLogger("inference.local_endpoint")
+logger = logging.getLogger("localdev.local_endpoint")
 
 # InvokeEndpoint's BodyBlob limit (botocore sagemaker-runtime service model: max 6291456).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -482,7 +482,7 @@ class _Unlimited:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.local_endpoint", description=__doc__.split("\n")[0]
+        prog="python -m localdev.local_endpoint", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--model-dir", required=True, help="the training output: model.pt + model_config.json"
