@@ -6,6 +6,10 @@ RNG state, and the metric history so far. The LR scheduler is not saved: its pos
 the epochs and steps done (``loop.build_scheduler``), which also holds when the resumed run has another
 number of processes and so another number of steps per epoch. Only plain containers, numbers, strings and
 tensors go in, so loading it never unpickles arbitrary objects.
+
+What goes in and how it comes back out are here, next to :data:`FORMAT_VERSION`: :func:`capture_checkpoint`
+and :func:`restore_checkpoint`, and :data:`RESUME_KEYS`, the settings a resumed run must share with the
+run that wrote the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,17 +20,48 @@ import logging
 import os
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .config import ConfigError
+from . import distributed
+from .config import ConfigError, TrainConfig
+from .distributed import DistContext
+
+if TYPE_CHECKING:  # only for annotations: artifact imports this module, and keep imports artifact
+    from .keep import KeptWeights
+    from .loop import TrainState
+    from .metrics import Accumulator
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
+
+# What must match between a checkpoint and the run resuming it for the result to be the same run's.
+# --weights is here not for its effect (the checkpoint replaces every weight) but because the artifact's
+# metadata names it as what the model was trained from; AMP changes the arithmetic of every step left.
+RESUME_KEYS = (
+    "arch",
+    "weights",
+    "epochs",
+    "batch_size",
+    "lr",
+    "opt",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
+    "image_size",
+    "min_crop_scale",
+    "seed",
+    "freeze_epochs",
+    "lr_warmup_epochs",
+    "amp",
+    "amp_dtype",
+    "keep",
+)
 
 
 def checkpoint_path(checkpoint_dir: Path) -> Path:
@@ -196,6 +231,109 @@ def choose_resume_source(reports: Sequence[dict[str, Any]], resume: str, keys: S
             "remove all but one of them"
         )
     return candidates[0][0]
+
+
+def resume_problem(saved: dict[str, Any], cfg: TrainConfig, source: str) -> str | None:
+    """Why the run that saved ``saved`` (its ``args``) is not the run ``cfg`` describes, or None."""
+    current = cfg.to_dict()
+    changed = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in RESUME_KEYS if saved.get(k) != current[k]]
+    if not changed:
+        return None
+    return (
+        f"{source} is from a run with other settings ({'; '.join(changed)}); "
+        "pass --resume never to start over, or another --checkpoint-dir"
+    )
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, source: str) -> None:
+    problem = resume_problem(saved, cfg, source)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def capture_checkpoint(
+    state: TrainState,
+    kept: KeptWeights,
+    ctx: DistContext,
+    cfg: TrainConfig,
+    *,
+    epoch: int,
+    step: int,
+    meter: Accumulator | None,
+    history: list[dict[str, Any]],
+    run_started: float,
+) -> dict[str, Any] | None:
+    """The checkpoint after ``epoch`` epochs + ``step`` steps, for :func:`save_checkpoint`: on rank 0,
+    None on the others. Every rank must call it: it gathers each rank's RNG states and its training sums
+    of the unfinished epoch (``meter``; None at an epoch boundary), which a mid-epoch resume restores
+    rank by rank. The rest is rank 0's: DDP keeps the weights and optimizer states equal across ranks.
+    """
+    rngs = distributed.gather_objects(ctx, rng_state())
+    sums = meter.sums.cpu() if meter is not None and meter.sums is not None else None
+    partials = distributed.gather_objects(ctx, sums)
+    if not ctx.is_main:
+        return None
+    return {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scaler": state.scaler.state_dict() if state.scaler is not None else {},
+        "epoch": epoch,
+        "step": step,
+        "history": history,
+        "rng": rngs,
+        "partial_train": partials,
+        "args": cfg.to_dict(),
+        "run_started": run_started,
+        "kept": kept.state_dict(),
+    }
+
+
+@dataclass
+class ResumePoint:
+    """Where a run starts: what :func:`restore_checkpoint` does not put straight into the model, the
+    optimizer and the scaler, for the epoch loop (or a fresh run's start)."""
+
+    run_started: float  # kept across resumes: it orders checkpoints of different runs (resume_position)
+    epoch: int = 0  # epochs done
+    step: int = 0  # steps done of the next epoch (a SIGTERM checkpoint's)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    partial_train: torch.Tensor | None = None  # this rank's training sums of that epoch's steps done
+    kept: dict[str, Any] | None = None  # for KeptWeights.load_state_dict, once the weights are in
+
+
+def restore_checkpoint(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    ctx: DistContext,
+) -> ResumePoint:
+    """Load a :func:`capture_checkpoint` dict into this rank's model, optimizer and scaler and RNGs.
+
+    Before the LR scheduler exists: it is built afterwards at the returned position (the checkpoint
+    has none, see the module docstring), on the optimizer state loaded here. A checkpoint from another
+    number of processes resumes at an epoch boundary only: its RNG states and partial sums are one per
+    rank of the run that wrote it.
+    """
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    epoch, step = state["epoch"], state["step"]
+    partial = None
+    if len(state["rng"]) == ctx.world_size:
+        set_rng_state(state["rng"][ctx.rank])
+        partial = state["partial_train"][ctx.rank] if step else None
+    elif step:
+        raise ConfigError("a mid-epoch checkpoint resumes only with the same number of processes")
+    return ResumePoint(
+        run_started=float(state.get("run_started", 0.0)),
+        epoch=epoch,
+        step=step,
+        history=list(state["history"]),
+        partial_train=partial,
+        kept=state.get("kept"),
+    )
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""The training loop's parts: optimizer and schedule, mixed precision, DDP wrapping, one epoch of
-training, evaluation, and turning SIGTERM into a checkpoint-and-stop (torchvision's ``train_one_epoch``
-and ``evaluate``)."""
+"""The training loop's parts: optimizer and schedule, mixed precision, DDP wrapping, the state a step
+uses (:class:`TrainState`), one epoch of training, evaluation, and turning SIGTERM into a
+checkpoint-and-stop (torchvision's ``train_one_epoch`` and ``evaluate``)."""
 
 from __future__ import annotations
 
 import math
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -123,26 +124,44 @@ def wrap(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
     return wrapped
 
 
+@dataclass
+class TrainState:
+    """Everything a training step uses, as one value: what ``train_one_epoch`` runs and what
+    ``checkpoint.capture_checkpoint`` saves. A new part of the step (gradient clipping, another average
+    of the weights) is a field here and its use in ``train_one_epoch``, not another argument threaded
+    through every caller.
+
+    ``model`` is the plain module: its ``state_dict`` is the checkpoint's and the artifact's, without
+    DDP's or torch.compile's key prefixes, and evaluation and freezing act on it. ``wrapped`` is what
+    the steps run, DDP and/or torch.compile around ``model`` (:func:`wrap`), rebuilt when the frozen
+    set changes; both share the same parameters.
+    """
+
+    model: nn.Module
+    wrapped: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    on_step: Callable[[], None] | None = None  # after every optimizer step: --keep ema's average
+
+
 def train_one_epoch(
-    model: nn.Module,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler | None,
+    state: TrainState,
     loader: torch.utils.data.DataLoader,
     meter: Accumulator,
     ctx: DistContext,
     cfg: TrainConfig,
-    amp_dtype: torch.dtype | None,
     preemption: Preemption,
-    progress: Any,
-    on_step: Callable[[], None] | None = None,
+    progress: Any = None,
 ) -> tuple[int, int]:
     """Train over ``loader``; returns (steps, images) done, fewer steps than its length if preempted.
 
-    ``on_step`` runs after every optimizer step (the weight average of ``--keep ema``).
+    ``progress`` is a tqdm bar (rank 0, when asked for) or None.
     """
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    optimizer, scaler, amp_dtype = state.optimizer, state.scaler, state.amp_dtype
     steps = images_done = 0
     last = len(loader) - 1
     for images, targets in loader:
@@ -156,8 +175,8 @@ def train_one_epoch(
         images = to_model_input(images, ctx.device, memory_format)  # the loaders send uint8
         targets = targets.to(ctx.device, non_blocking=True)
         with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(images)
-            loss = criterion(logits, targets)
+            logits = state.wrapped(images)
+            loss = state.criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -166,9 +185,9 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
-        scheduler.step()
-        if on_step is not None:
-            on_step()
+        state.scheduler.step()
+        if state.on_step is not None:
+            state.on_step()
         meter.update(logits.float(), targets, loss.float())
         steps += 1
         images_done += targets.numel()

@@ -27,14 +27,17 @@ from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
 from . import distributed, provenance
 from .artifact import export_state_dict, write_artifact
 from .checkpoint import (
+    RESUME_KEYS,
+    ResumePoint,
+    capture_checkpoint,
     choose_resume_source,
     describe_checkpoint,
     find_resume_checkpoint,
     load_checkpoint,
+    restore_checkpoint,
     resume_position,
-    rng_state,
+    resume_problem,
     save_checkpoint,
-    set_rng_state,
     where,
 )
 from .config import ConfigError, TrainConfig, parse_config
@@ -44,6 +47,7 @@ from .keep import KeptWeights
 from .loop import (
     Preempted,
     Preemption,
+    TrainState,
     amp_dtype_for,
     build_optimizer,
     build_scheduler,
@@ -123,48 +127,6 @@ def load_resume_state(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any] | No
     return state
 
 
-# What must match between a checkpoint and the run resuming it for the result to be the same run's.
-# --weights is here not for its effect (the checkpoint replaces every weight) but because the artifact's
-# metadata names it as what the model was trained from; AMP changes the arithmetic of every step left.
-RESUME_KEYS = (
-    "arch",
-    "weights",
-    "epochs",
-    "batch_size",
-    "lr",
-    "opt",
-    "momentum",
-    "weight_decay",
-    "label_smoothing",
-    "image_size",
-    "min_crop_scale",
-    "seed",
-    "freeze_epochs",
-    "lr_warmup_epochs",
-    "amp",
-    "amp_dtype",
-    "keep",
-)
-
-
-def resume_problem(saved: dict[str, Any], cfg: TrainConfig, source: str) -> str | None:
-    """Why the run that saved ``saved`` (its ``args``) is not the run ``cfg`` describes, or None."""
-    current = cfg.to_dict()
-    changed = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in RESUME_KEYS if saved.get(k) != current[k]]
-    if not changed:
-        return None
-    return (
-        f"{source} is from a run with other settings ({'; '.join(changed)}); "
-        "pass --resume never to start over, or another --checkpoint-dir"
-    )
-
-
-def check_resumable(saved: dict[str, Any], cfg: TrainConfig, source: str) -> None:
-    problem = resume_problem(saved, cfg, source)
-    if problem is not None:
-        raise ConfigError(problem)
-
-
 def main(cfg: TrainConfig) -> dict[str, Any]:
     ctx = distributed.setup(cfg.dist, cfg.threads)
     setup_logging(ctx)
@@ -221,71 +183,64 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
     log.info("mixed precision: %s%s", amp_dtype or "off (fp32)", " with GradScaler" if scaler else "")
 
     # Resume
-    start_epoch, start_step, history, partial = 0, 0, [], None
     # Saved with every checkpoint and kept across resumes: which run a checkpoint on some host belongs
     # to, so that a run started over (--resume never) outranks an older run's files (choose_resume_source).
     run_started = time.time()
-    state = load_resume_state(cfg, ctx)
-    saved_kept = state.get("kept") if state is not None else None  # --keep best/ema's state, see below
+    saved = load_resume_state(cfg, ctx)
     torch.manual_seed(cfg.seed + ctx.rank)
-    if state is not None:
-        run_started = float(state.get("run_started", 0.0))
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_step, history = state["epoch"], state["step"], list(state["history"])
-        if len(state["rng"]) == ctx.world_size:
-            set_rng_state(state["rng"][ctx.rank])
-            partial = state["partial_train"][ctx.rank] if start_step else None
-        elif start_step:
-            raise ConfigError("a mid-epoch checkpoint resumes only with the same number of processes")
-        log.info("resumed at epoch %d step %d of %d", start_epoch + 1, start_step, steps_per_epoch)
-        state = None
+    if saved is None:
+        start = ResumePoint(run_started=run_started)
+    else:
+        start = restore_checkpoint(saved, model, optimizer, scaler, ctx)
+        log.info("resumed at epoch %d step %d of %d", start.epoch + 1, start.step, steps_per_epoch)
+        saved = None
+    history, partial = start.history, start.partial_train
     # From the position in this run's steps, not a saved step count: an epoch-boundary checkpoint may
     # come from a run with another number of processes, i.e. another number of steps per epoch.
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch, start_epoch * steps_per_epoch + start_step)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch, start.epoch * steps_per_epoch + start.step)
     # After the model's resumed weights are in: the moving average starts as their copy.
     kept = KeptWeights(cfg, model, ctx, steps_per_epoch)
-    kept.load_state_dict(saved_kept)
-    saved_kept = None
+    kept.load_state_dict(start.kept)
+    start.kept = None  # the checkpoint's copy of --keep best/ema's weights, no longer needed
+    state = TrainState(
+        model=model,
+        wrapped=model,  # replaced by wrap() when the first epoch sets the frozen set
+        criterion=criterion,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        on_step=kept.on_step,
+    )
 
     def checkpoint(epoch: int, step: int, meter: Accumulator | None) -> None:
         if cfg.checkpoint_dir is None:
             return
-        rngs = distributed.gather_objects(ctx, rng_state())
-        sums = meter.sums.cpu() if meter is not None and meter.sums is not None else None
-        partials = distributed.gather_objects(ctx, sums)
-        if ctx.is_main:
-            path = save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "epoch": epoch,
-                    "step": step,
-                    "history": history,
-                    "rng": rngs,
-                    "partial_train": partials,
-                    "args": cfg.to_dict(),
-                    "run_started": run_started,
-                    "kept": kept.state_dict(),
-                },
-                cfg.checkpoint_dir,
-            )
+        captured = capture_checkpoint(
+            state,
+            kept,
+            ctx,
+            cfg,
+            epoch=epoch,
+            step=step,
+            meter=meter,
+            history=history,
+            run_started=start.run_started,
+        )
+        if captured is not None:  # rank 0
+            path = save_checkpoint(captured, cfg.checkpoint_dir)
             log.info("checkpoint (%d epochs + %d steps done) -> %s", epoch, step, path)
         distributed.barrier(ctx)
 
     show_progress = ctx.is_main and (cfg.progress if cfg.progress is not None else sys.stderr.isatty())
     frozen = None
-    wrapped = model
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start.epoch, cfg.epochs):
         if frozen != (epoch < cfg.freeze_epochs):
             frozen = epoch < cfg.freeze_epochs
             set_backbone_frozen(model, cfg.arch, frozen)
-            wrapped = wrap(model, cfg, ctx)
+            state.wrapped = wrap(model, cfg, ctx)
             log.info("backbone %s", "frozen (training the head only)" if frozen else "trainable")
-        skip_steps = start_step if epoch == start_epoch else 0
+        skip_steps = start.step if epoch == start.epoch else 0
         data.train.set_epoch(epoch)
         data.train_sampler.set_epoch(epoch, skip_samples=skip_steps * cfg.batch_size)
         meter = Accumulator()
@@ -293,7 +248,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
             meter.sums = partial.to(ctx.device)
             partial = None
 
-        wrapped.train()
+        state.wrapped.train()
         set_frozen_norm_eval(model, cfg.arch, frozen)
         progress = None
         if show_progress:
@@ -307,21 +262,7 @@ def run(cfg: TrainConfig, ctx: DistContext, preemption: Preemption) -> dict[str,
                 dynamic_ncols=True,
             )
         started = time.perf_counter()
-        steps, images_done = train_one_epoch(
-            wrapped,
-            criterion,
-            optimizer,
-            scheduler,
-            scaler,
-            train_loader,
-            meter,
-            ctx,
-            cfg,
-            amp_dtype,
-            preemption,
-            progress,
-            on_step=kept.on_step,
-        )
+        steps, images_done = train_one_epoch(state, train_loader, meter, ctx, cfg, preemption, progress)
         if ctx.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started

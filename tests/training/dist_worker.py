@@ -28,7 +28,7 @@ from training import distributed
 from training.artifact import export_state_dict
 from training.config import dist_env, parse_config
 from training.data import ResumableSampler, ShardSampler
-from training.loop import build_optimizer, build_scheduler, evaluate, train_one_epoch, wrap
+from training.loop import TrainState, build_optimizer, build_scheduler, evaluate, train_one_epoch, wrap
 from training.metrics import Accumulator
 from training.model import create_model
 from training.train import cli
@@ -83,10 +83,11 @@ def run_aux_archs(out: str) -> None:
         loader = DataLoader(data, batch_size=cfg.batch_size)
         wrapped = wrap(model, cfg, ctx)
         wrapped.train()
-        steps, _ = train_one_epoch(
-            wrapped, torch.nn.CrossEntropyLoss(), optimizer, build_scheduler(optimizer, cfg, len(loader)),
-            None, loader, Accumulator(), ctx, cfg, None, SimpleNamespace(requested=False), None,
+        state = TrainState(
+            model=model, wrapped=wrapped, criterion=torch.nn.CrossEntropyLoss(), optimizer=optimizer,
+            scheduler=build_scheduler(optimizer, cfg, len(loader)), scaler=None, amp_dtype=None,
         )  # fmt: skip
+        steps, _ = train_one_epoch(state, loader, Accumulator(), ctx, cfg, SimpleNamespace(requested=False))
         if ctx.is_main:
             torch.save(export_state_dict(model), Path(out, f"{arch}.pt"))
             Path(out, f"{arch}.json").write_text(json.dumps({"steps": steps}))

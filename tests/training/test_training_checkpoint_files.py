@@ -16,10 +16,15 @@ from torchvision import models
 
 from inference.model_config import ModelConfig
 from training.artifact import write_artifact
-from training.checkpoint import choose_resume_source, describe_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    RESUME_KEYS,
+    choose_resume_source,
+    describe_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.config import ConfigError
 from training.model import create_model
-from training.train import RESUME_KEYS
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fds through /proc")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from training.checkpoint import check_resumable
 from training.config import SAGEMAKER_CHECKPOINT_DIR, ConfigError, parse_config
 from training.distributed import cpu_threads
-from training.train import check_resumable
 
 
 @pytest.fixture

@@ -147,7 +147,9 @@ def test_artifact_cli_packages_and_rejects_an_incomplete_dir(ddp_run, tmp_path):
     (tmp_path / "partial").mkdir()
     for name in ("model.pt", "model_config.json"):
         (tmp_path / "partial" / name).write_bytes((ddp_run.model_dir / name).read_bytes())
-    with pytest.raises(SystemExit, match=r"code lacks inference\.py"):
+    with pytest.raises(
+        SystemExit, match=r"code lacks architecture\.py, inference\.py, model_config\.py, preprocessing\.py$"
+    ):
         artifact_main(["--model-dir", str(tmp_path / "partial"), "--check-only"])
 
 

@@ -15,6 +15,7 @@ from training import loop
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.loop import (
     STOP_POLL_STEPS,
+    TrainState,
     amp_dtype_for,
     build_optimizer,
     build_scheduler,
@@ -151,10 +152,11 @@ def _epoch(tmp_path, monkeypatch, batches: int, sigterm_at_step: int | None) -> 
     cfg = config(tmp_path, "--channels-last", "false")
     data = TensorDataset(torch.randn(batches, 4), torch.randint(0, 3, (batches,)))
     optimizer = build_optimizer(model, cfg)
-    steps, _ = train_one_epoch(
-        model, nn.CrossEntropyLoss(), optimizer, build_scheduler(optimizer, cfg, batches), None,
-        DataLoader(data, batch_size=1), Accumulator(), CPU, cfg, None, preemption, None,
+    state = TrainState(
+        model=model, wrapped=model, criterion=nn.CrossEntropyLoss(), optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, batches), scaler=None, amp_dtype=None,
     )  # fmt: skip
+    steps, _ = train_one_epoch(state, DataLoader(data, batch_size=1), Accumulator(), CPU, cfg, preemption)
     return steps, polled
 
 
@@ -175,3 +177,28 @@ def test_sigterm_stops_the_epoch_at_the_next_poll(tmp_path, monkeypatch):
     assert steps == 2 * n and polled == [0, n, 2 * n]  # the steps up to the next poll finish, no more
     steps, _ = _epoch(tmp_path, monkeypatch, batches, sigterm_at_step=2 * n + 1)
     assert steps == batches - 1  # the epoch's last step is not started
+
+
+def test_an_epoch_steps_the_wrapped_model_schedule_and_hook_of_its_train_state(tmp_path):
+    """The steps run ``wrapped`` (DDP/compile around the model; the plain model's own forward would skip
+    DDP's gradient all-reduce), and after every optimizer step the schedule moves and ``on_step`` runs
+    (--keep ema's average): once per step, not per epoch."""
+    cfg = config(tmp_path, "--channels-last", "false")
+    model, wrapper = nn.Linear(4, 3), _Counting()
+    wrapper.linear = model  # shares the model's parameters, as DDP's module does
+    optimizer = build_optimizer(model, cfg)
+    hook_calls: list[int] = []
+    state = TrainState(
+        model=model, wrapped=wrapper, criterion=nn.CrossEntropyLoss(), optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, 5), scaler=None, amp_dtype=None,
+        on_step=lambda: hook_calls.append(wrapper.steps),
+    )  # fmt: skip
+    before = model.weight.detach().clone()
+    data = TensorDataset(torch.randn(5, 4), torch.randint(0, 3, (5,)))
+    steps, images = train_one_epoch(
+        state, DataLoader(data, batch_size=1), Accumulator(), CPU, cfg, SimpleNamespace(requested=False)
+    )
+    assert (steps, images) == (5, 5)
+    assert wrapper.steps == 5 and hook_calls == [1, 2, 3, 4, 5]
+    assert state.scheduler.last_epoch == 5
+    assert not torch.equal(model.weight, before)  # the optimizer stepped the plain model's weights
