@@ -82,6 +82,9 @@ REKOGNITION_ASSUMED_TPS_PER_IU = 5.0
 LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
 LAMBDA_USD_PER_GB_SECOND = 0.0000133334
 LAMBDA_USD_PER_GB_SECOND_PROVISIONED = 0.0000033334
+# Lambda allocates CPU in proportion to memory: at 1,769 MB a function has the equivalent of one vCPU
+# (AWS Lambda Developer Guide, "Configure Lambda function memory": "Memory and computing power").
+LAMBDA_MB_PER_VCPU = 1769
 # GPU forward time at batch 1 and batch 8 (ResNet-50, PyTorch, NVIDIA T4): NVIDIA
 # DeepLearningExamples, PyTorch/Classification/ConvNets/resnet50v1.5/README.md, "Inference
 # performance: NVIDIA T4": FP32 batch 1 98 img/s (10.7 ms), mixed precision batch 8 652 img/s.

@@ -127,3 +127,159 @@ def test_missing_measurements_are_reported_not_invented():
     derived = decisions.derive({"machine": {"usable_cpus": 2}})
     assert "stages" not in derived
     assert "cost_error" in derived
+
+
+# --- The verdicts the document prints (bench.report formats these fields, nothing more) --------------
+
+
+def test_a_value_exactly_on_its_target_meets_it_and_any_excess_misses():
+    assert decisions.at_most(150.0, 150.0).met
+    missed = decisions.at_most(150.5, 150.0)
+    assert not missed.met and missed.excess == pytest.approx(0.5)
+
+
+def _stats(median: float, low: float | None = None) -> dict:
+    return {"min": median if low is None else low, "median": median, "max": median, "n": 10}
+
+
+def _lambda(cold_min: float, warm_ms: dict[str, tuple[int, float]]) -> dict:
+    return {
+        "cold": {"import_handler_ms": _stats(cold_min + 20, low=cold_min)},
+        "warm": {
+            "images": {
+                name: {"bytes": size, "ms": {"stub client": _stats(ms), "botocore Stubber": _stats(ms + 1)}}
+                for name, (size, ms) in warm_ms.items()
+            }
+        },
+    }
+
+
+def test_the_cold_import_is_judged_on_its_min_and_each_warm_row_on_its_median():
+    lam = _lambda(150.0, {"small": (70_000, 0.2), "phone": (2_300_000, 7.5)})
+    judged = decisions.lambda_verdicts(lam, cold_target_ms=150.0, warm_target_ms=2.0)
+    assert judged.cold.met and judged.cold.value == 150.0  # the median (170) would have missed
+    assert judged.warm["small"]["stub client"].met
+    assert not judged.warm["phone"]["stub client"].met
+    assert judged.warm["small"]["botocore Stubber"].value == pytest.approx(1.2)
+
+
+def test_the_warm_limit_is_the_largest_image_before_the_first_miss_by_size():
+    # Listed out of size order, and the largest image meets the target by noise after a smaller one
+    # missed: the limit is the medium image, not the phone.
+    images = _lambda(100.0, {"phone": (2_300_000, 1.9), "small": (70_000, 0.2), "medium": (370_000, 1.3)})
+    images["warm"]["images"]["large"] = {"bytes": 1_000_000, "ms": {"stub client": _stats(2.5)}}
+    assert decisions.warm_limit(images["warm"]["images"], 2.0) == "medium"
+    # 3.5x slower at 512 MB: only the small image's 0.7 ms still fits.
+    assert decisions.warm_limit(images["warm"]["images"], 2.0, slowdown=3.5) == "small"
+    assert decisions.warm_limit(images["warm"]["images"], 0.1) is None
+
+
+def test_the_lambda_cpu_share_scales_with_memory_and_never_speeds_up():
+    assert decisions.lambda_cpu_share(512).slowdown == pytest.approx(cost.LAMBDA_MB_PER_VCPU / 512)
+    assert decisions.lambda_cpu_share(cost.LAMBDA_MB_PER_VCPU).slowdown == 1.0
+    assert decisions.lambda_cpu_share(4 * cost.LAMBDA_MB_PER_VCPU).slowdown == 1.0
+    lam = _lambda(100.0, {"small": (70_000, 0.5), "medium": (370_000, 1.3)})
+    judged = decisions.lambda_verdicts(lam, 150.0, 2.0, memory_mb=cost.LAMBDA_MB_PER_VCPU // 2)
+    assert (judged.warm_limit, judged.warm_limit_scaled) == ("medium", "small")
+
+
+def _serving(ratios: dict[str, float], target: float = 1.15) -> dict:
+    return {
+        "target_ratio": target,
+        "images": {"phone": {"ratio_vs_bare": {path: _stats(r) for path, r in ratios.items()}}},
+    }
+
+
+def test_the_serving_verdict_takes_the_production_path_when_measured():
+    judged = decisions.serving_verdict(_serving({"lambda": 1.10, "lambda_torchserve": 1.18}))
+    assert judged.production and judged.path == "lambda_torchserve"
+    assert not judged.verdict.met  # the in-process 1.10 would have met it
+    assert judged.inprocess_ratio["median"] == 1.10
+    older = decisions.serving_verdict(_serving({"lambda": 1.15}))
+    assert (older.path, older.production, older.verdict.met, older.inprocess_ratio) == (
+        "lambda",
+        False,
+        True,
+        None,
+    )
+
+
+def _latency(p50: float) -> dict:
+    return {"latency_ms": {"p50": p50, "p99": p50, "min": p50, "max": p50}, "throughput": {}}
+
+
+def test_channels_last_on_cpu_is_advised_only_above_its_bar():
+    def advice(channels_last_p50: float) -> decisions.CpuLayoutAdvice:
+        model = {"variants": {"eager": _latency(105.0), "channels_last": _latency(channels_last_p50)}}
+        return decisions.cpu_layout_advice({"models": {"resnet50": model}}, "resnet50")
+
+    assert not advice(100.0).apply_channels_last  # exactly 1.05x: within the noise
+    assert advice(99.0).apply_channels_last
+    assert advice(100.0).bf16_gain is None
+    assert decisions.cpu_layout_advice({"models": {}}, "resnet50") is None
+
+
+def test_a_compiled_model_is_worth_serving_only_at_its_bar():
+    model = {"variants": {"eager": _latency(60.0), "compile": _latency(40.0), "export": _latency(50.0)}}
+    advice = decisions.compile_advice(model)
+    assert advice.gains == pytest.approx({"compile": 1.5, "export": 1.2})
+    assert advice.apply == {"compile": True, "export": False}
+    assert decisions.compile_advice({"variants": {"eager": _latency(60.0)}}).gains == {}
+
+
+def _batched(p50: float, b8: float) -> dict:
+    entry = _latency(p50)
+    entry["throughput"] = {"8": _stats(b8)}
+    return entry
+
+
+def test_multi_image_requests_stay_out_and_the_cpu_argument_follows_the_numbers():
+    inference = {"models": {"resnet50": {"variants": {"eager": _batched(50.0, 25.0)}}}}  # 20 -> 25: 1.25x
+
+    def layouts(rps_two_workers: float) -> dict:
+        return {
+            "layouts": [
+                {"workers": 1, "threads": 2, "rps": 10.0},
+                {"workers": 2, "threads": 1, "rps": rps_two_workers},
+            ]
+        }
+
+    more_workers = decisions.multi_image(inference, "resnet50", layouts(14.0))
+    assert more_workers.batch_gain == pytest.approx(1.25) and more_workers.layout_gain == pytest.approx(1.4)
+    assert more_workers.workers_beat_batching is True and more_workers.layout == (2, 1)
+    batching = decisions.multi_image(inference, "resnet50", layouts(11.0))
+    assert batching.workers_beat_batching is False
+    assert not more_workers.multi_image_requests and not batching.multi_image_requests
+    assert decisions.multi_image(inference, "resnet50").workers_beat_batching is None
+    assert decisions.multi_image({}, "resnet50") is None
+
+
+def test_the_training_loader_keeps_up_only_when_it_outruns_the_fastest_step():
+    def run(loader: float) -> dict:
+        rates = {"data loader alone": loader, "step fp32": 40.0, "step bf16 autocast channels_last": 100.0}
+        return {"images_per_sec_per_process": {k: _stats(v) for k, v in rates.items()}}
+
+    judged = decisions.training_loader_keeps_up({"runs": {"1": run(100.0), "2": run(300.0)}})
+    assert [(j.processes, j.keeps_up) for j in judged] == [("1", False), ("2", True)]
+    assert judged[1].headroom == pytest.approx(3.0)
+
+
+def test_the_input_pipeline_bottleneck_follows_the_rates():
+    def loader(step: float, per_worker: float, target: float = 2470) -> dict:
+        return {
+            "loader_vs_step": {"images_per_sec": {"original": {"data loader alone": _stats(150.0),
+                                                               "full step": _stats(step)}}},
+            "per_worker": {"original": {"images_per_sec": {"decode": _stats(5000.0),
+                                                           "float path": _stats(per_worker),
+                                                           "uint8 path": _stats(per_worker * 1.3)}}},
+            "target": {"images_per_sec": target},
+        }  # fmt: skip
+
+    assert decisions.input_pipeline_bottleneck(loader(6.0, 214.0)) == (True, True)
+    # A step faster than the loader, and a worker that alone delivers the target rate (decode excluded).
+    assert decisions.input_pipeline_bottleneck(loader(200.0, 3000.0)) == (False, False)
+
+
+def test_negligible_and_most_of_are_strict_at_their_bars():
+    assert decisions.negligible(0.99, 100.0) and not decisions.negligible(1.0, 100.0)
+    assert decisions.is_most_of(5.1, 10.0) and not decisions.is_most_of(5.0, 10.0)
