@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import cost, machine, plots, report
 from . import decisions as decide
-from . import machine, plots, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("inference", "preprocess", "serving", "lambda", "training", "loader")
@@ -252,9 +252,11 @@ def write_outputs(args: argparse.Namespace, results: dict[str, Any], derived: di
         "stages": derived.get("stages", {}),
         "cost_inputs": derived.get("cost_inputs", {}),
         "rules": {
-            "target_invocations_per_instance": "floor(max req/s per instance x 0.5 x 60)",
+            "target_invocations_per_instance": f"floor(max req/s per instance x {cost.SAFETY_FACTOR} x 60)",
             "max_instances": "instances target tracking needs at the stage's peak design load",
-            "lambda_provisioned_concurrency": "ceil(steady req/s x request seconds / 0.7)",
+            "lambda_provisioned_concurrency": (
+                f"ceil(steady req/s x request seconds / {decide.LAMBDA_UTILIZATION_TARGET})"
+            ),
             "design_load_rps": decide.DESIGN_LOAD,
         },
         "results": results,
