@@ -50,7 +50,7 @@ import botocore.session
 t1 = time.perf_counter()
 botocore.session.get_session().create_client("sagemaker-runtime")
 t2 = time.perf_counter()
-import api_errors, prediction_request
+import api_errors, endpoint_errors, prediction_request
 t3 = time.perf_counter()
 print(json.dumps({"import_botocore": t1 - t0, "client": t2 - t1, "handler_rest": t3 - t2}))
 """

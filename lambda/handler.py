@@ -1,8 +1,10 @@
 """Prediction API: validates a request, calls the SageMaker endpoint, answers with the contract's table.
 
 ``handler(event, context)`` reads: parse and validate the event (``prediction_request``), invoke the
-endpoint, shape the response. Every failure is an ``ApiError`` and one function renders it; every
-response and every log line carries the request id.
+endpoint (``invoke_endpoint``, which returns an :class:`EndpointCall`: the success body or the error,
+and the call's log fields), shape the response. What a SageMaker failure becomes is ``endpoint_errors``.
+Every failure is an ``ApiError`` and one function renders it; every response and every log line carries
+the request id, and the log line is built in ``handler`` alone from the values the steps return.
 
 Environment (set by the CDK stack; names are part of its contract):
 
@@ -36,20 +38,16 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import api_errors
 import botocore.session
+import endpoint_errors
 from api_errors import ApiError
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from prediction_request import Limits, PredictionRequest, event_kind, parse_event
 
 DEFAULT_TOP_K = 5
@@ -61,40 +59,6 @@ _ENDPOINT_NAME_MAX_LENGTH = 63
 # (botocore's sagemaker-runtime model), the same strings as the endpoint pattern above (letters, digits
 # and hyphens, a letter or digit at each end), so it is checked with the same regex and limit.
 _INFERENCE_COMPONENT_NAME = _ENDPOINT_NAME
-# SageMaker's ValidationError when an inference component has zero copies (scaled to zero): "Inference
-# Component has no capacity to process this request. ApplicationAutoScaling may be in-progress (if
-# configured) or try to increase the capacity by invoking UpdateInferenceComponentRuntimeConfig API."
-# (AWS ML blog, "Unlock cost savings with the new scale down to zero feature in SageMaker Inference",
-# https://aws.amazon.com/blogs/machine-learning/unlock-cost-savings-with-the-new-scale-down-to-zero-feature-in-amazon-sagemaker-inference/).
-# Matched on its subject and "has no capacity", case and spacing aside: the rest of the sentence is
-# advice that may be reworded, and other ValidationErrors (no such endpoint or component, a missing
-# component header) say nothing about capacity.
-_NO_CAPACITY = re.compile(r"\binference\s+component\s+has\s+no\s+capacity\b", re.IGNORECASE)
-# Codes the endpoint's handler (inference/inference.py) puts in the first line of an error body.
-# Only these are taken from the model's answer; the message is always this function's own.
-_MODEL_CLIENT_ERRORS = {
-    400: {"invalid_image", "invalid_top_k"},
-    413: {"image_too_large"},
-    415: {"unsupported_image_format", "unsupported_media_type"},
-}
-_MODEL_ERROR_MESSAGES = {
-    "invalid_image": "the image could not be decoded: it is damaged, truncated or not an image",
-    "invalid_top_k": "the model rejected top_k",
-    "image_too_large": "the image has more pixels than the model accepts",
-    "unsupported_image_format": "the image format is not supported; send JPEG, PNG or WebP",
-    "unsupported_media_type": "the image format is not supported; send JPEG, PNG or WebP",
-}
-_MODEL_BUSY_STATUSES = {
-    # 0: SageMaker got no answer from the container within its 60 s invocation limit ("Received
-    # server error (0) from primary with message "Your invocation timed out while waiting for a
-    # response from container primary...""): the endpoint timed out, the model did not fail.
-    0: api_errors.endpoint_timeout,
-    429: api_errors.throttled,
-    503: api_errors.endpoint_unavailable,
-    408: api_errors.endpoint_timeout,
-    504: api_errors.endpoint_timeout,
-}
-_THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 _RESPONSE_HEADERS = {
     "content-type": "application/json",
     "cache-control": "no-store",
@@ -197,10 +161,22 @@ RUNTIME = build_runtime_client(SETTINGS)
 _cold_start = True
 
 
+@dataclass(frozen=True)
+class EndpointCall:
+    """One InvokeEndpoint, as :func:`invoke_endpoint` returns it."""
+
+    # The API's success body (predictions and model, without request_id), or the error to answer with.
+    answer: dict[str, Any] | ApiError
+    # What the request's log line records about the call, in log order: attempts (when the service
+    # answered), endpoint_ms, and on failure endpoint_error plus model_status or endpoint_status.
+    log_fields: Mapping[str, Any]
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     global _cold_start
     started = time.perf_counter()
     request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+    # This request's log line: only this function adds to it, from what each step returns.
     log: dict[str, Any] = {
         "request_id": request_id,
         "cold_start": _cold_start,
@@ -211,32 +187,34 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         request = parse_event(event, SETTINGS.limits)
         log.update(image_bytes=len(request.image), content_type=request.content_type, top_k=request.top_k)
-        body = invoke_endpoint(request, log)
-        response = _respond(200, {**body, "request_id": request_id}, request_id)
-        log.update(outcome="ok", status=200)
-    except ApiError as error:
+        call = invoke_endpoint(request)
+        log.update(call.log_fields)
+        if isinstance(call.answer, ApiError):
+            response = _error_response(call.answer, request_id)
+            log.update(_error_log_fields(call.answer))
+        else:
+            response = _respond(200, {**call.answer, "request_id": request_id}, request_id)
+            log.update(outcome="ok", status=200)
+    except ApiError as error:  # the request itself was refused; the endpoint was not called
         response = _error_response(error, request_id)
-        log.update(outcome="rejected" if error.status in (400, 413, 415) else "failed")
-        log.update(status=error.status, error_code=error.code)
+        log.update(_error_log_fields(error))
     except Exception as exc:
         # A bug here must still answer in the table's shape, without the exception's text.
         error = api_errors.internal_error()
         response = _error_response(error, request_id)
         # The traceback goes to the log (the one place an operator can find the bug), never the response.
-        log.update(
-            outcome="failed",
-            status=error.status,
-            error_code=error.code,
-            exception=type(exc).__name__,
-            traceback=traceback.format_exc(),
-        )
-    log["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        log.update(_error_log_fields(error), exception=type(exc).__name__, traceback=traceback.format_exc())
+    log["latency_ms"] = _ms_since(started)
     _log(log)
     return response
 
 
-def invoke_endpoint(request: PredictionRequest, log: dict[str, Any]) -> dict[str, Any]:
-    """Call the endpoint; its answer as the API's success body, or an :class:`ApiError`."""
+def invoke_endpoint(request: PredictionRequest) -> EndpointCall:
+    """Call the endpoint once (botocore's retries inside); what it answered, failures included.
+
+    Only a bug raises: every botocore error becomes an :class:`ApiError` in the result
+    (``endpoint_errors``).
+    """
     arguments: dict[str, Any] = {
         "EndpointName": SETTINGS.endpoint_name,
         "ContentType": request.content_type,
@@ -251,81 +229,25 @@ def invoke_endpoint(request: PredictionRequest, log: dict[str, Any]) -> dict[str
         response = RUNTIME.invoke_endpoint(**arguments)
         payload = response["Body"].read()
     except ClientError as exc:
-        log["attempts"] = _attempts(exc.response)
-        raise _endpoint_error(exc, log) from None
-    except ReadTimeoutError:
-        log["endpoint_error"] = "ReadTimeoutError"
-        raise api_errors.endpoint_timeout() from None
-    except (ConnectTimeoutError, EndpointConnectionError) as exc:
-        log["endpoint_error"] = type(exc).__name__
-        raise api_errors.endpoint_unavailable() from None
-    except BotoCoreError as exc:  # connection reset, credentials, ... : nothing the caller can fix
-        log["endpoint_error"] = type(exc).__name__
-        raise api_errors.endpoint_unavailable() from None
-    finally:
-        log["endpoint_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    log["attempts"] = _attempts(response)
-    variant = response.get("InvokedProductionVariant")
-    return _success_body(payload, request.top_k, variant, log)
+        endpoint_ms = _ms_since(started)
+        failure = endpoint_errors.map_endpoint_error(exc)
+        # The service answered, so its metadata counts botocore's attempts; a transport error has none.
+        fields = {"attempts": _attempts(exc.response), **failure.log_fields, "endpoint_ms": endpoint_ms}
+        return EndpointCall(failure.error, fields)
+    except BotoCoreError as exc:  # a timeout, a refused or reset connection, credentials...
+        endpoint_ms = _ms_since(started)
+        failure = endpoint_errors.map_endpoint_error(exc)
+        return EndpointCall(failure.error, {**failure.log_fields, "endpoint_ms": endpoint_ms})
+    call_fields = {"endpoint_ms": _ms_since(started), "attempts": _attempts(response)}
+    body = _success_body(payload, request.top_k, response.get("InvokedProductionVariant"))
+    if body is None:
+        failure = endpoint_errors.invalid_model_response()
+        return EndpointCall(failure.error, {**call_fields, **failure.log_fields})
+    return EndpointCall(body, call_fields)
 
 
-def _endpoint_error(exc: ClientError, log: dict[str, Any]) -> ApiError:
-    error = exc.response.get("Error", {})
-    code = error.get("Code", "")
-    status = exc.response.get("OriginalStatusCode")
-    log["endpoint_error"] = code or "ClientError"
-    if code == "ModelError":
-        log["model_status"] = status
-        return _model_error(status, exc.response.get("OriginalMessage"))
-    if code in _THROTTLING_CODES:
-        return api_errors.throttled()
-    log["endpoint_status"] = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code == "ValidationError" and is_no_capacity(error.get("Message")):
-        # The stage's component is scaled to zero. This failed request is what brings it back: SageMaker
-        # counts it in NoCapacityInvocationFailures, whose alarm scales the component out
-        # (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html).
-        log["endpoint_error"] = "NoCapacity"
-        return api_errors.model_starting()
-    # ValidationError (no such endpoint: being created, deleted or renamed; no such component, or none
-    # named where one is required), ServiceUnavailable, InternalFailure, ModelNotReadyException,
-    # AccessDenied...: the caller cannot fix any of them.
-    return api_errors.endpoint_unavailable()
-
-
-def is_no_capacity(message: Any) -> bool:
-    """Whether a ValidationError's message is SageMaker's "inference component has no capacity"."""
-    return isinstance(message, str) and _NO_CAPACITY.search(message) is not None
-
-
-def _model_error(status: Any, original_message: Any) -> ApiError:
-    """A 400/413/415 from the model is the caller's fault and keeps its status. A busy or slow model
-    server (TorchServe answers 503 when its queue is full, 429/408/504 from other servers, status 0
-    when SageMaker's invocation limit ran out) keeps its retryable meaning; anything else is the
-    model failing: 502."""
-    if status in _MODEL_BUSY_STATUSES:
-        return _MODEL_BUSY_STATUSES[status]()
-    allowed = _MODEL_CLIENT_ERRORS.get(status) if isinstance(status, int) else None
-    if not allowed:
-        return api_errors.model_failed()
-    code = _first_line_code(original_message)
-    if code not in allowed:
-        code = sorted(allowed)[0]
-    return ApiError(status, code, _MODEL_ERROR_MESSAGES[code])
-
-
-def _first_line_code(original_message: Any) -> str | None:
-    # The toolkit sends "<message>\n<traceback>"; our handler's message is one line of JSON.
-    if not isinstance(original_message, str):
-        return None
-    try:
-        document = json.loads(original_message.split("\n", 1)[0])
-        code = document["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return code if isinstance(code, str) else None
-
-
-def _success_body(payload: bytes, top_k: int, variant: Any, log: dict[str, Any]) -> dict[str, Any]:
+def _success_body(payload: bytes, top_k: int, variant: Any) -> dict[str, Any] | None:
+    """The endpoint's answer as the API's success body; None if it is not the endpoint contract's JSON."""
     try:
         document = json.loads(payload)
         predictions = [_prediction(entry) for entry in document["predictions"]]
@@ -333,8 +255,7 @@ def _success_body(payload: bytes, top_k: int, variant: Any, log: dict[str, Any])
         if not isinstance(model, dict):
             raise TypeError("model is not an object")
     except (ValueError, KeyError, TypeError):
-        log["endpoint_error"] = "InvalidModelResponse"
-        raise api_errors.model_failed() from None
+        return None
     predictions.sort(key=lambda entry: entry["probability"], reverse=True)
     model_info = {key: model[key] for key in ("arch", "num_classes", "image_size", "version") if key in model}
     if isinstance(variant, str):
@@ -351,8 +272,18 @@ def _prediction(entry: Any) -> dict[str, Any]:
     return {"breed": breed, "index": index, "probability": float(probability)}
 
 
-def _attempts(response: dict[str, Any]) -> int:
+def _attempts(response: Mapping[str, Any]) -> int:
     return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _error_log_fields(error: ApiError) -> dict[str, Any]:
+    # "rejected": the caller's request was at fault (4xx other than 429); "failed": this side's (5xx, 429).
+    outcome = "rejected" if error.status in (400, 413, 415) else "failed"
+    return {"outcome": outcome, "status": error.status, "error_code": error.code}
 
 
 def _error_response(error: ApiError, request_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pytest
 import sample_images as images
 from serving_helpers import ENDPOINT_NAME, b64, call, json_event, last_log, load_handler, url_event
 
-from inference.local_endpoint import LocalEndpoint
+from localdev.local_endpoint import LocalEndpoint
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
+import endpoint_errors
+import prediction_request
 import pytest
 import sample_images as images
+from api_errors import ApiError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from serving_helpers import (
     ENDPOINT_NAME,
@@ -21,7 +29,7 @@ from serving_helpers import (
 )
 
 from inference import inference as handlers
-from inference.local_endpoint import LocalEndpoint
+from localdev.local_endpoint import NO_CAPACITY_MESSAGE, LocalEndpoint
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +208,7 @@ def test_service_side_errors_that_cannot_be_produced_locally(endpoint, code, htt
 
 
 def test_an_unexpected_bug_is_still_a_table_answer_and_its_traceback_is_logged(api, monkeypatch, capsys):
-    monkeypatch.setattr(api, "invoke_endpoint", lambda request, log: 1 / 0)
+    monkeypatch.setattr(api, "invoke_endpoint", lambda request: 1 / 0)
     status, body, headers = call(api, {"image": b64(images.jpeg())})
     assert (status, body["error"]["code"]) == (502, "internal_error")
     assert "division" not in json.dumps(body) and "Traceback" not in json.dumps(body)
@@ -210,3 +218,164 @@ def test_an_unexpected_bug_is_still_a_table_answer_and_its_traceback_is_logged(a
     assert line["traceback"].startswith("Traceback (most recent call last):")
     assert "ZeroDivisionError: division by zero" in line["traceback"]
     assert line["request_id"] == body["request_id"] == headers["x-request-id"]
+
+
+# --- endpoint_errors: the mapping against the documented table ---------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
+
+
+def _prediction_api_section() -> str:
+    text = DOCS.read_text()
+    start = text.index("\n## Prediction API")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _documented_statuses() -> dict[tuple[int, str], str]:
+    """docs/serving.md's status table: ``(status, error.code)`` -> its "when" cell."""
+    rows = {}
+    for line in _prediction_api_section().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit() and cells[0] != "200":
+            for code in re.findall(r"`([a-z_]+)`", cells[1]):
+                rows[(int(cells[0]), code)] = cells[2]
+    return rows
+
+
+def _documented_log_fields() -> set[str]:
+    section = _prediction_api_section()
+    table = section[section.index("| field | meaning |") :]
+    return {
+        name
+        for line in table.splitlines()[2:]
+        if line.startswith("|")
+        for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])
+    }
+
+
+def _client_error(code: str, message: str = "m", http_status: int = 400, **modeled) -> ClientError:
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": http_status},
+    }
+    return ClientError({**response, **modeled}, "InvokeEndpoint")
+
+
+def _model_error(status: int, first_line: str | None = None) -> ClientError:
+    modeled = {"OriginalStatusCode": status}
+    if first_line is not None:
+        modeled["OriginalMessage"] = first_line + "\nTraceback (most recent call last): ..."
+    return _client_error("ModelError", "Received client error", 424, **modeled)
+
+
+def _model_code(code: str) -> str:
+    return json.dumps({"error": {"code": code, "message": "the model's own words"}})
+
+
+# Each case, and the words of the "when" cell of the table row its answer must be.
+DOCUMENTED_FAILURES = {
+    "ThrottlingException": (_client_error("ThrottlingException"), "`ThrottlingException`"),
+    "no-capacity": (
+        _client_error("ValidationError", NO_CAPACITY_MESSAGE),
+        '`ValidationError` "Inference Component has no capacity',
+    ),
+    "no-such-endpoint": (
+        _client_error("ValidationError", "Endpoint dog-breeds of account 000000000000 not found."),
+        "no such endpoint (`ValidationError`",
+    ),
+    "ServiceUnavailable": (_client_error("ServiceUnavailable", http_status=503), "`ServiceUnavailable`"),
+    "InternalFailure": (_client_error("InternalFailure", http_status=500), "`InternalFailure`"),
+    "ModelNotReadyException": (
+        _client_error("ModelNotReadyException", http_status=429),
+        "`ModelNotReadyException`",
+    ),
+    "AccessDenied": (_client_error("AccessDeniedException", http_status=403), "access denied"),
+    "model-500": (_model_error(500), "`ModelError` with a 500"),
+    "model-418": (_model_error(418), "any status not listed here"),
+    "model-0": (_model_error(0), "`OriginalStatusCode` 0"),
+    "model-408": (_model_error(408), "answered 408/504"),
+    "model-504": (_model_error(504), "answered 408/504"),
+    "model-503": (_model_error(503), "answered 503"),
+    "model-429": (_model_error(429), "answered 429"),
+    "model-400": (_model_error(400, _model_code("invalid_image")), "the model could not decode it"),
+    "model-400-top-k": (_model_error(400, _model_code("invalid_top_k")), "bad `top_k`"),
+    "model-413": (_model_error(413, _model_code("image_too_large")), "(from the model) more pixels"),
+    "model-415": (_model_error(415, _model_code("unsupported_image_format")), "HEIC"),
+    "read-timeout": (ReadTimeoutError(endpoint_url="https://runtime"), "no answer within the read timeout"),
+    "connect-timeout": (ConnectTimeoutError(endpoint_url="https://runtime"), "connect timeout"),
+    "connection-refused": (EndpointConnectionError(endpoint_url="https://runtime"), "connection refused"),
+}
+
+
+@pytest.mark.parametrize(("exc", "when"), DOCUMENTED_FAILURES.values(), ids=DOCUMENTED_FAILURES.keys())
+def test_each_documented_endpoint_failure_maps_to_its_row_of_the_status_table(exc, when):
+    """docs/serving.md's table is what callers and operators read: the mapping and it must not drift."""
+    error = endpoint_errors.map_endpoint_error(exc).error
+    rows = _documented_statuses()
+    assert (error.status, error.code) in rows, f"{error.status} {error.code} is not in the table"
+    assert when in rows[(error.status, error.code)], (error.status, error.code)
+    # "retry-after on 429 and 503", and the row's own value where it names one.
+    assert (error.retry_after is not None) == (error.status in (429, 503))
+    named = re.search(r"`retry-after: (\d+)`", rows[(error.status, error.code)])
+    if named:
+        assert error.retry_after == int(named.group(1))
+
+
+def test_an_answer_outside_the_contract_maps_to_its_row_of_the_status_table():
+    failure = endpoint_errors.invalid_model_response()
+    rows = _documented_statuses()
+    assert "an answer that is not the contract's JSON" in rows[(failure.error.status, failure.error.code)]
+    assert failure.log_fields == {"endpoint_error": "InvalidModelResponse"}
+
+
+def _stubbed_log_line(api, capsys, add) -> list[str]:
+    with Stubber(api.RUNTIME) as stub:
+        add(stub)
+        call(api, {"image": b64(images.jpeg()), "top_k": 3})
+    return list(last_log(capsys))
+
+
+def test_the_log_line_keeps_its_fields_in_order_and_documents_each_one(capsys):
+    """The log line is built in ``handler`` from what ``invoke_endpoint`` returns: Logs Insights queries
+    and dashboards read these names, so a field renamed, dropped or left out of the docs is a bug."""
+    api = load_handler(f"http://127.0.0.1:{free_port()}")  # never reached: every call is stubbed
+    answer = json.dumps(
+        {"predictions": [{"breed": "a", "index": 0, "probability": 0.5}], "model": {}}
+    ).encode()
+    head = ["level", "message", "request_id", "cold_start", "initialization", "event_kind"]
+    head += ["image_bytes", "content_type", "top_k"]
+    ok = _stubbed_log_line(
+        api,
+        capsys,
+        lambda stub: stub.add_response(
+            "invoke_endpoint", {"Body": StreamingBody(io.BytesIO(answer), len(answer))}
+        ),
+    )
+    model = _stubbed_log_line(
+        api,
+        capsys,
+        lambda stub: stub.add_client_error(
+            "invoke_endpoint", "ModelError", http_status_code=424, modeled_fields={"OriginalStatusCode": 413}
+        ),
+    )
+    service = _stubbed_log_line(
+        api,
+        capsys,
+        lambda stub: stub.add_client_error("invoke_endpoint", "InternalFailure", http_status_code=500),
+    )
+    assert ok == [*head, "endpoint_ms", "attempts", "outcome", "status", "latency_ms"]
+    tail = ["endpoint_ms", "outcome", "status", "error_code", "latency_ms"]
+    assert model == [*head, "attempts", "endpoint_error", "model_status", *tail]
+    assert service == [*head, "attempts", "endpoint_error", "endpoint_status", *tail]
+    assert set(ok + model + service) <= _documented_log_fields()
+
+
+def test_invoke_endpoint_returns_a_failure_instead_of_raising_it():
+    api = load_handler(f"http://127.0.0.1:{free_port()}")
+    request = prediction_request.parse_event({"image": b64(images.jpeg())}, api.SETTINGS.limits)
+    with Stubber(api.RUNTIME) as stub:
+        stub.add_client_error("invoke_endpoint", "ThrottlingException", http_status_code=400)
+        result = api.invoke_endpoint(request)
+    assert isinstance(result.answer, ApiError) and result.answer.code == "throttled"
+    assert list(result.log_fields) == ["attempts", "endpoint_error", "endpoint_ms"]
+    assert result.log_fields["endpoint_error"] == "ThrottlingException"

@@ -14,13 +14,14 @@ import json
 import urllib.error
 import urllib.request
 
+import endpoint_errors
 import pytest
 import sample_images as images
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from serving_helpers import ENDPOINT_NAME, b64, call, last_log, load_handler, runtime_client
 
-from inference.local_endpoint import (
+from localdev.local_endpoint import (
     COMPONENT_REQUIRED_MESSAGE,
     INFERENCE_COMPONENT_HEADER,
     NO_CAPACITY_MESSAGE,
@@ -174,13 +175,13 @@ def test_the_no_capacity_message_is_only_model_starting_as_a_validation_error(ap
         "inference component  has no\ncapacity to process this request",
     ],
 )
-def test_the_no_capacity_detection_reads_the_sentence_not_its_exact_bytes(api, message):
-    assert api.is_no_capacity(message)
+def test_the_no_capacity_detection_reads_the_sentence_not_its_exact_bytes(message):
+    assert endpoint_errors.is_no_capacity(message)
 
 
 @pytest.mark.parametrize("message", ["", "has no capacity", "Inference Component not found", None, 400])
-def test_the_no_capacity_detection_needs_the_component_and_the_phrase(api, message):
-    assert not api.is_no_capacity(message)
+def test_the_no_capacity_detection_needs_the_component_and_the_phrase(message):
+    assert not endpoint_errors.is_no_capacity(message)
 
 
 @pytest.mark.parametrize(
