@@ -77,8 +77,8 @@ REKOGNITION_USD_PER_IU_HOUR = 4.00
 # AWS publishes no fixed TPS per inference unit ("depends on the model and image size"); this is an
 # assumption to replace with a load test of the trained model.
 REKOGNITION_ASSUMED_TPS_PER_IU = 5.0
-# Lambda (the API layer in front of any of these): Arm (the function is arm64, stacks/api.py), per
-# request and per GB-second; first pricing tier.
+# Lambda (the API layer in front of any of these): Arm (the function is arm64,
+# stacks/constructs/prediction_function.py), per request and per GB-second; first pricing tier.
 LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
 LAMBDA_USD_PER_GB_SECOND = 0.0000133334
 LAMBDA_USD_PER_GB_SECOND_PROVISIONED = 0.0000033334

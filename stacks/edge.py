@@ -9,20 +9,15 @@ the web ACL's ARN from this stack's output ``WebAclArn`` (``Fn::GetStackOutput``
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Environment, Stack
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import CLOUDFRONT_REGION, StageConfig
+from stacks.constructs.alarm_topic import encrypted_topic
 from stacks.constructs.alarms import notify_on_change
 from stacks.constructs.front_door import API_PATH
-from stacks.constructs.log_group import stage_log_group
+from stacks.constructs.keys import edge_key
+from stacks.constructs.log_group import LogGroupProps, stage_log_group
 from stacks.constructs.web_acl import FrontDoorWebAcl
-from stacks.storage import (
-    RETAIN_EXCEPT_ON_CREATE,
-    alarms_statement,
-    log_groups_statement,
-)
 
 # The output the front door stack reads (stacks/deployment.py).
 WEB_ACL_ARN_OUTPUT = "WebAclArn"
@@ -34,21 +29,17 @@ class EdgeStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, env=Environment(region=CLOUDFRONT_REGION), **kwargs)
-        # A key of this region: the project key (stacks/storage.py) lives in the stage's region, and
-        # CloudWatch Logs and SNS use a key of their own region only.
-        key = kms.Key(
-            self,
-            "Key",
-            alias=f"alias/{config.stack_prefix}-edge",
-            description=f"dogbreed {config.stage}: front door WAF logs and alarm topic (us-east-1)",
-            enable_key_rotation=True,
-            removal_policy=RETAIN_EXCEPT_ON_CREATE,
-        )
         waf_log_group = f"aws-waf-logs-{config.front_door_web_acl_name}"
-        key.add_to_resource_policy(log_groups_statement(waf_log_group))
-        key.add_to_resource_policy(alarms_statement())
-
-        log_group = stage_log_group(self, "WafLogs", config=config, key=key, name=waf_log_group)
+        key = edge_key(
+            self, "Key", stage=config.stage, name_prefix=config.stack_prefix, waf_log_group=waf_log_group
+        )
+        log_group = stage_log_group(
+            self,
+            "WafLogs",
+            props=LogGroupProps(retention_days=config.log_retention_days, retained=config.production),
+            key=key,
+            name=waf_log_group,
+        )
         self.web_acl = FrontDoorWebAcl(
             self,
             "WebAcl",
@@ -60,13 +51,12 @@ class EdgeStack(Stack):
         # The web ACL's alarm can act only on a topic of this region. Its one subscriber is the front door
         # stack's forwarder in the stage's region (constructs/alarm_forwarder.py), which republishes to
         # the stage's alarm topics: the alarm reaches whoever the stage's other alarms reach.
-        topic = sns.Topic(
+        topic = encrypted_topic(
             self,
             "Notifications",
             topic_name=config.edge_alarm_topic_name,
             display_name=f"{config.endpoint_name} alarms (front door, us-east-1)",
-            master_key=key,
-            enforce_ssl=True,
+            key=key,
         )
         notify_on_change(self.web_acl.alarms, [topic])
         CfnOutput(

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, CfnRule, CfnRuleAssertion, Fn, Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.config import CLOUDFRONT_REGION, OPT_IN_REGIONS, StageConfig
+from stacks.config import CLOUDFRONT_REGION, StageConfig
 from stacks.constructs.alarm_forwarder import EdgeAlarmForwarder
-from stacks.constructs.alarms import alarm_destinations
+from stacks.constructs.alarm_topic import alarm_destinations
 from stacks.constructs.front_door import (
     DistributionLogBucket,
     FrontDoorDistribution,
     PageBucket,
     PageDeployment,
+    default_region_rule,
 )
-from stacks.constructs.log_group import stage_log_group
+from stacks.constructs.log_group import LogGroupProps, stage_log_group
 
 WEB_SOURCE = Path(__file__).resolve().parent.parent / "web"
 # What the page is: its HTML, CSS and JS, nothing the repository keeps next to them.
@@ -50,6 +51,7 @@ class FrontDoorStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        logs_props = LogGroupProps(retention_days=config.log_retention_days, retained=config.production)
         page = PageBucket(self, "Page")
         logs = DistributionLogBucket(self, "Logs", expiration_days=config.access_log_expiration_days)
         front = FrontDoorDistribution(
@@ -70,25 +72,12 @@ class FrontDoorStack(Stack):
             "EdgeAlarms",
             source_topic_arn=edge_alarm_topic_arn,
             source_region=CLOUDFRONT_REGION,
-            destinations=alarm_destinations(self, config, alarm_topic),
+            destinations=alarm_destinations(self, alarm_topic, team_topic_arn=config.alarm_topic_arn),
             key=key,
-            log_group=stage_log_group(self, "EdgeAlarmsLogs", config=config, key=key),
+            log_group=stage_log_group(self, "EdgeAlarmsLogs", props=logs_props, key=key),
             description=f"dogbreed {config.stage}: forward the front door's alarms from the edge stack",
         )
-        # SNS delivers from us-east-1 to Lambda only in regions enabled by default, and CloudFront's
-        # standard logs reach no bucket in some opt-in regions: stop a deploy there before it starts.
-        CfnRule(
-            self,
-            "FrontDoorInADefaultRegion",
-            assertions=[
-                CfnRuleAssertion(
-                    assert_=Fn.condition_not(Fn.condition_contains(list(OPT_IN_REGIONS), Aws.REGION)),
-                    assert_description="The front door needs a region enabled by default (SNS delivers "
-                    "its us-east-1 alarms to Lambda only there): set front_door_enabled false for a stage in "
-                    "an opt-in region",
-                )
-            ],
-        )
+        default_region_rule(self, "FrontDoorInADefaultRegion")
         PageDeployment(
             self,
             "PageFiles",
@@ -96,7 +85,7 @@ class FrontDoorStack(Stack):
             files=WEB_FILES,
             bucket=page.bucket,
             distribution=front.distribution,
-            log_group=stage_log_group(self, "PageFilesLogs", config=config, key=key),
+            log_group=stage_log_group(self, "PageFilesLogs", props=logs_props, key=key),
             description=f"dogbreed {config.stage}: deploy the web page",
         )
         CfnOutput(self, "Url", value=front.url, description="The web page; POST images to /api/predict")

@@ -2,7 +2,7 @@
 the stage config that offline tools and synths build from cdk.json without a real model.
 
 ``stacks.constructs.inference_model`` puts :func:`model_environment` into the ``CfnModel``;
-``inference.local_endpoint --server torchserve`` starts the DLC's TorchServe with the same dict, read from
+``localdev.local_endpoint --server torchserve`` starts the DLC's TorchServe with the same dict, read from
 the same cdk.json through :func:`stage_config_from_cdk_json`. Plain Python, no CDK import.
 
 What the pytorch-inference:2.6.0 DLC (sagemaker-pytorch-inference 2.0.25, TorchServe 0.12.0) does with it,

@@ -270,7 +270,8 @@ def check_endpoint_capacity(config: StageConfig, quotas: QuotaBook, region: str)
         return _component_capacity(config, quota, region)
     # A blue/green update launches the green fleet while the blue one keeps serving
     # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html), at the
-    # count autoscaling had reached (the endpoint retains its variant properties: stacks/serving.py).
+    # count autoscaling had reached (the endpoint retains its variant properties:
+    # stacks/constructs/endpoint.py).
     fleet, key = (
         (config.max_instances, "max_instances")
         if config.autoscaling_enabled

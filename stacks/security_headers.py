@@ -1,5 +1,5 @@
 """The web page's security headers: CloudFront's response headers policy (stacks/constructs/front_door.py)
-sends them, and `make serve` (scripts/serve.py) sends the same ones, so the browser test runs the page
+sends them, and `make serve` (localdev/serve.py) sends the same ones, so the browser test runs the page
 under the policy production enforces. Plain strings: no CDK import, the local server loads this too."""
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ _JOB_ARTIFACT = re.compile(r"/(?P<job>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})/output/m
 METRICS_FILENAME = "metrics.json"
 # What a registered model must have been measured on: a model that was never tested is not registered.
 REQUIRED_TEST_KEYS = ("test_acc1", "test_acc5", "test_samples")
-# Where deployable artifacts go in the stage's bucket: stacks/storage.py's MODELS_PREFIX (no CDK import here).
+# Where deployable artifacts go in the stage's bucket: MODELS_PREFIX of
+# stacks/constructs/artifact_bucket.py (no CDK import here).
 MODELS_PREFIX = "models/"
 
 
@@ -88,7 +89,7 @@ def split_model_data_url(url: str) -> tuple[str, str]:
 
 def check_stage_bucket(model_data_url: str, config: StageConfig, region: str) -> None:
     """Refuse, offline, an artifact outside the stage's bucket ``dogbreed-<stage>-<account>-<region>``
-    (stacks/storage.py ArtifactBucket): the stage's model role reads only that bucket and the stage's key,
+    (stacks/constructs/artifact_bucket.py): the stage's model role reads only that bucket and the stage's key,
     so an endpoint could not load the version. The deploy-time check compares the exact name; here the
     account is not known, so it is any 12 digits."""
     bucket, _ = split_model_data_url(model_data_url)

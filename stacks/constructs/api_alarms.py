@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.config import StageConfig
-from stacks.constructs.alarms import PERIOD, alarm, alarm_destinations, notify_on_change
+from stacks.constructs.alarms import PERIOD, alarm, notify_on_change
 
 # Provisioned concurrency autoscaling reacts within minutes; only spillover that outlasts it means the
 # configured maximum is too small.
@@ -16,8 +17,18 @@ SPILLOVER_PERIOD = Duration.minutes(5)
 SPILLOVER_PERIODS = 3
 
 
+@dataclass(frozen=True)
+class ApiAlarmsProps:
+    # The stage's endpoint name, which the alarms' descriptions carry.
+    endpoint_name: str
+    # lambda_reserved_concurrency, lambda_provisioned_concurrency (0: no spillover alarm) and its maximum.
+    reserved_concurrency: int
+    provisioned_concurrency: int
+    provisioned_concurrency_max: int
+
+
 class ApiAlarms(Construct):
-    """Function errors, throttles and (with provisioned concurrency) spillover, notifying ``topic``.
+    """Function errors, throttles and (with provisioned concurrency) spillover, notifying ``destinations``.
 
     The handler answers every request from the contract's table itself, so a Lambda ``Errors``
     datapoint is something it could not answer: a timeout, running out of memory, a failed start.
@@ -30,13 +41,13 @@ class ApiAlarms(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
+        props: ApiAlarmsProps,
         function: lambda_.Function,
         alias: lambda_.Alias,
-        topic: sns.ITopic,
+        destinations: list[sns.ITopic],
     ) -> None:
         super().__init__(scope, construct_id)
-        name = f"{config.endpoint_name} API"
+        name = f"{props.endpoint_name} API"
         self.errors = alarm(
             self,
             "FunctionErrors",
@@ -51,7 +62,7 @@ class ApiAlarms(Construct):
             "FunctionThrottles",
             description=(
                 f"{name}: callers refused in 2 of 3 minutes, reserved concurrency "
-                f"({config.lambda_reserved_concurrency}) used up"
+                f"({props.reserved_concurrency}) used up"
             ),
             metric=function.metric_throttles(period=PERIOD, statistic="Sum"),
             threshold=1,
@@ -59,14 +70,14 @@ class ApiAlarms(Construct):
             datapoints=2,
         )
         self.alarms = [self.errors, self.throttles]
-        if config.lambda_provisioned_concurrency:
+        if props.provisioned_concurrency:
             minutes = int(SPILLOVER_PERIOD.to_minutes()) * SPILLOVER_PERIODS
             self.spillover = alarm(
                 self,
                 "ProvisionedConcurrencySpillover",
                 description=(
                     f"{name}: callers waited for cold starts for {minutes} minutes; provisioned "
-                    f"concurrency (max {config.lambda_provisioned_concurrency_max}) is too small"
+                    f"concurrency (max {props.provisioned_concurrency_max}) is too small"
                 ),
                 metric=alias.metric(
                     "ProvisionedConcurrencySpilloverInvocations", period=SPILLOVER_PERIOD, statistic="Sum"
@@ -75,4 +86,4 @@ class ApiAlarms(Construct):
                 periods=SPILLOVER_PERIODS,
             )
             self.alarms.append(self.spillover)
-        notify_on_change(self.alarms, alarm_destinations(self, config, topic))
+        notify_on_change(self.alarms, destinations)

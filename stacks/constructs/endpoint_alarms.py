@@ -2,36 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.config import StageConfig
-from stacks.constructs.alarms import ABOVE, PERIOD, AlarmTopic, alarm, alarm_destinations, notify_on_change
+from stacks.constructs.alarms import ABOVE, PERIOD, alarm, notify_on_change
 
 VARIANT_NAME = "AllTraffic"
+
+
+@dataclass(frozen=True)
+class EndpointAlarmsProps:
+    endpoint_name: str
+    # inference_component mode: the component whose invocations the alarms watch; None for the variant's.
+    component_name: str | None
+    latency_p99_ms: int
+    errors_5xx: int
+    rate_4xx_percent: int
 
 
 class EndpointAlarms(Construct):
     """p99 model latency, 5xx count and 4xx rate of the endpoint's one variant, or of its inference
     component (inference_component mode: SageMaker reports a component's invocations under the
-    ``InferenceComponentName`` dimension, as the scale-to-zero alarm in its documentation reads them).
+    ``InferenceComponentName`` dimension, as the scale-to-zero alarm in its documentation reads them),
+    notifying ``destinations``.
 
     The dimensions use the fixed endpoint (component) name, not a reference, because the endpoint's
     (component's) AutoRollbackConfiguration references these alarms: a reference back would be a cycle.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        props: EndpointAlarmsProps,
+        destinations: list[sns.ITopic],
+    ) -> None:
         super().__init__(scope, construct_id)
-        # Every alarm of the stage notifies this topic, the API stack's too.
-        alarm_topic = AlarmTopic(self, "Notifications", config=config, key=key)
-        self.topic = alarm_topic.topic
-        if config.is_inference_component:
-            dimensions = {"InferenceComponentName": config.inference_component_name}
+        endpoint_name = props.endpoint_name
+        if props.component_name is not None:
+            dimensions = {"InferenceComponentName": props.component_name}
         else:
-            dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
-        variant_dimensions = {"EndpointName": config.endpoint_name, "VariantName": VARIANT_NAME}
+            dimensions = {"EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
+        variant_dimensions = {"EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
 
         def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
             return cloudwatch.Metric(
@@ -52,16 +69,18 @@ class EndpointAlarms(Construct):
         self.instance_count = metric("CPUUtilization", "SampleCount", namespace="/aws/sagemaker/Endpoints")
         self.gpu_utilization = metric("GPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
         self.cpu_utilization = metric("CPUUtilization", "Average", namespace="/aws/sagemaker/Endpoints")
-        # Requests that found no copy (inference_component mode, scaled to zero): the scale-out signal.
-        self.no_capacity = metric("NoCapacityInvocationFailures", "Maximum")
+        self.error_metrics = [self.errors_4xx, self.errors_5xx]
+        if props.component_name is not None:
+            # Requests that found no copy (scaled to zero): the scale-out signal.
+            self.error_metrics.append(metric("NoCapacityInvocationFailures", "Maximum"))
 
         self.latency = alarm(
             self,
             "ModelLatencyP99",
-            description=f"{config.endpoint_name}: p99 ModelLatency > {config.alarm_latency_p99_ms} ms",
+            description=f"{endpoint_name}: p99 ModelLatency > {props.latency_p99_ms} ms",
             metric=self.model_latency_p99,
             # ModelLatency is reported in microseconds.
-            threshold=config.alarm_latency_p99_ms * 1000,
+            threshold=props.latency_p99_ms * 1000,
             comparison=ABOVE,
             periods=3,
             datapoints=2,
@@ -69,9 +88,9 @@ class EndpointAlarms(Construct):
         self.server_errors = alarm(
             self,
             "Invocation5XXErrors",
-            description=f"{config.endpoint_name}: {config.alarm_5xx_errors}+ 5xx errors a minute",
+            description=f"{endpoint_name}: {props.errors_5xx}+ 5xx errors a minute",
             metric=self.errors_5xx,
-            threshold=config.alarm_5xx_errors,
+            threshold=props.errors_5xx,
             periods=2,
             datapoints=2,
         )
@@ -81,54 +100,52 @@ class EndpointAlarms(Construct):
         self.client_error_rate = alarm(
             self,
             "Invocation4XXRate",
-            description=f"{config.endpoint_name}: over {config.alarm_4xx_rate_percent}% 4xx errors",
+            description=f"{endpoint_name}: over {props.rate_4xx_percent}% 4xx errors",
             metric=cloudwatch.MathExpression(
                 expression="IF(invocations > 0, 100 * errors / invocations, 0)",
                 using_metrics={"errors": self.errors_4xx, "invocations": self.invocations},
                 label="Invocation4XXErrors %",
                 period=PERIOD,
             ),
-            threshold=config.alarm_4xx_rate_percent,
+            threshold=props.rate_4xx_percent,
             comparison=ABOVE,
             periods=3,
             datapoints=2,
         )
         self.rollback_alarms = [self.latency, self.server_errors]
-        self.all_alarms = [*self.rollback_alarms, self.client_error_rate, *alarm_topic.alarms]
-        notify_on_change(self.all_alarms, alarm_destinations(self, config, self.topic))
+        self.all_alarms = [*self.rollback_alarms, self.client_error_rate]
+        notify_on_change(self.all_alarms, destinations)
 
 
 class EndpointDashboard(Construct):
-    """One dashboard per stage: traffic, errors, latency, capacity."""
+    """One dashboard per stage: traffic, errors, latency, capacity, and the state of ``alarms``."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StageConfig, alarms: EndpointAlarms
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dashboard_name: str,
+        metrics: EndpointAlarms,
+        alarms: list[cloudwatch.IAlarm],
     ) -> None:
         super().__init__(scope, construct_id)
         dashboard = cloudwatch.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=f"{config.endpoint_name}-endpoint",
-            default_interval=Duration.hours(3),
+            self, "Dashboard", dashboard_name=dashboard_name, default_interval=Duration.hours(3)
         )
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Invocations", left=[alarms.invocations], width=8),
-            cloudwatch.GraphWidget(
-                title="Errors",
-                left=[alarms.errors_4xx, alarms.errors_5xx]
-                + ([alarms.no_capacity] if config.is_inference_component else []),
-                width=8,
-            ),
+            cloudwatch.GraphWidget(title="Invocations", left=[metrics.invocations], width=8),
+            cloudwatch.GraphWidget(title="Errors", left=metrics.error_metrics, width=8),
             cloudwatch.GraphWidget(
                 title="Latency (microseconds)",
-                left=[alarms.model_latency_p50, alarms.model_latency_p99, alarms.overhead_latency_p99],
+                left=[metrics.model_latency_p50, metrics.model_latency_p99, metrics.overhead_latency_p99],
                 width=8,
             ),
         )
         dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Alarms (rollback first)", alarms=alarms.all_alarms, width=8),
+            cloudwatch.AlarmStatusWidget(title="Alarms (rollback first)", alarms=alarms, width=8),
             cloudwatch.GraphWidget(
-                title="Utilization (%)", left=[alarms.cpu_utilization, alarms.gpu_utilization], width=8
+                title="Utilization (%)", left=[metrics.cpu_utilization, metrics.gpu_utilization], width=8
             ),
-            cloudwatch.GraphWidget(title="Instances reporting", left=[alarms.instance_count], width=8),
+            cloudwatch.GraphWidget(title="Instances reporting", left=[metrics.instance_count], width=8),
         )

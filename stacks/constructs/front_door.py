@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, CfnRule, CfnRuleAssertion, Duration, Fn, Stack, Validations
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -24,15 +24,34 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from stacks.config import ORIGIN_READ_MARGIN_SECONDS
+from stacks.config import OPT_IN_REGIONS, ORIGIN_READ_MARGIN_SECONDS
 from stacks.constructs.cdk_providers import acknowledge_cdk_provider
+from stacks.constructs.log_bucket import log_destination_bucket
 from stacks.constructs.log_group import function_role
+from stacks.constructs.removal_policy import RETAIN_EXCEPT_ON_CREATE
 from stacks.security_headers import CONTENT_SECURITY_POLICY, HSTS_MAX_AGE_SECONDS
-from stacks.storage import RETAIN_EXCEPT_ON_CREATE, log_destination_bucket
 
 # The one path CloudFront forwards to the prediction API; WAF's rate limit counts the same path.
 API_PATH = "/api/predict"
 DISTRIBUTION_LOG_PREFIX = "cloudfront/"
+
+
+def default_region_rule(scope: Construct, construct_id: str) -> CfnRule:
+    """Stops a deploy to an opt-in region before it starts: SNS delivers from us-east-1 to Lambda (the
+    front door's alarm forwarder) only in regions enabled by default, and CloudFront's standard logs reach
+    no bucket in some opt-in regions. A rule of ``scope``, the front door stack."""
+    return CfnRule(
+        scope,
+        construct_id,
+        assertions=[
+            CfnRuleAssertion(
+                assert_=Fn.condition_not(Fn.condition_contains(list(OPT_IN_REGIONS), Aws.REGION)),
+                assert_description="The front door needs a region enabled by default (SNS delivers "
+                "its us-east-1 alarms to Lambda only there): set front_door_enabled false for a stage in "
+                "an opt-in region",
+            )
+        ],
+    )
 
 
 class PageBucket(Construct):

@@ -18,6 +18,8 @@ the endpoint, its name and the Lambda stay as they are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -26,7 +28,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from stacks.config import StageConfig
 from stacks.constructs.alarms import PERIOD, alarm
 from stacks.constructs.endpoint_alarms import VARIANT_NAME
 from stacks.instance_types import copy_requirements
@@ -56,6 +57,22 @@ def service_linked_scaling_role(scope: Construct) -> iam.IRole:
     )
 
 
+@dataclass(frozen=True)
+class ModelComponentProps:
+    # inference_component_name, fixed: the scalable target and the Lambda name it.
+    component_name: str
+    # The endpoint's instance type, whose accelerators, cores and memory one copy takes.
+    instance_type: str
+    baking_period_seconds: int
+    # autoscaling_enabled: copies scale with traffic and to zero; else one copy stays.
+    autoscaling: bool
+    # One copy per instance: the copies' maximum.
+    max_instances: int
+    target_invocations_per_instance: int
+    scale_out_cooldown_seconds: int
+    scale_to_zero_idle_minutes: int
+
+
 class ModelComponent(Construct):
     """``AWS::SageMaker::InferenceComponent`` for the stage's Model on the stage's endpoint.
 
@@ -69,21 +86,21 @@ class ModelComponent(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
+        props: ModelComponentProps,
         endpoint: sagemaker.CfnEndpoint,
         model: sagemaker.CfnModel,
         rollback_alarms: list[cloudwatch.IAlarm],
         deployment_timeout_seconds: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        needs = copy_requirements(config.instance_type)
+        needs = copy_requirements(props.instance_type)
         batch = sagemaker.CfnInferenceComponent.InferenceComponentCapacitySizeProperty(
             type="COPY_COUNT", value=1
         )
         self.component = sagemaker.CfnInferenceComponent(
             self,
             "Component",
-            inference_component_name=config.inference_component_name,
+            inference_component_name=props.component_name,
             endpoint_name=endpoint.attr_endpoint_name,
             variant_name=VARIANT_NAME,
             specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
@@ -107,7 +124,7 @@ class ModelComponent(Construct):
                 rolling_update_policy=sagemaker.CfnInferenceComponent.InferenceComponentRollingUpdatePolicyProperty(
                     maximum_batch_size=batch,
                     rollback_maximum_batch_size=batch,
-                    wait_interval_in_seconds=config.baking_period_seconds,
+                    wait_interval_in_seconds=props.baking_period_seconds,
                     maximum_execution_timeout_in_seconds=deployment_timeout_seconds,
                 ),
                 auto_rollback_configuration=sagemaker.CfnInferenceComponent.AutoRollbackConfigurationProperty(
@@ -121,11 +138,11 @@ class ModelComponent(Construct):
         self.component_arn = self.component.attr_inference_component_arn
         # Alarms for the stage's alarm destinations (the scaling alarms act, they do not notify).
         self.alarms: list[cloudwatch.Alarm] = []
-        if config.autoscaling_enabled:
-            self._scale_to_zero(config)
+        if props.autoscaling:
+            self._scale_to_zero(props)
 
-    def _scale_to_zero(self, config: StageConfig) -> None:
-        name = config.inference_component_name
+    def _scale_to_zero(self, props: ModelComponentProps) -> None:
+        name = props.component_name
         target = appscaling.ScalableTarget(
             self,
             "Copies",
@@ -135,15 +152,15 @@ class ModelComponent(Construct):
             scalable_dimension=COPY_COUNT_DIMENSION,
             min_capacity=0,
             # One copy per instance: a copy takes every GPU of one.
-            max_capacity=config.max_instances,
+            max_capacity=props.max_instances,
         )
         # By name, which CloudFormation gives no attribute for: state the order.
         target.node.add_dependency(self.component)
         target.scale_to_track_metric(
             "InvocationsPerCopy",
-            target_value=config.target_invocations_per_instance,
+            target_value=props.target_invocations_per_instance,
             predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_INVOCATIONS_PER_COPY,
-            scale_out_cooldown=Duration.seconds(config.scale_out_cooldown_seconds),
+            scale_out_cooldown=Duration.seconds(props.scale_out_cooldown_seconds),
             disable_scale_in=True,
         )
 
@@ -194,11 +211,11 @@ class ModelComponent(Construct):
         idle = cloudwatch.Alarm(
             self,
             "IdleToZero",
-            alarm_description=f"{name}: no request for {config.scale_to_zero_idle_minutes} minutes; no copy",
+            alarm_description=f"{name}: no request for {props.scale_to_zero_idle_minutes} minutes; no copy",
             metric=activity,
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            evaluation_periods=config.scale_to_zero_idle_minutes,
+            evaluation_periods=props.scale_to_zero_idle_minutes,
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
         )
         idle_action = appscaling.StepScalingAction(

@@ -3,6 +3,9 @@ a role that can touch only those."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from aws_cdk import Acknowledgment, Aws, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -10,16 +13,39 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from stacks.config import StageConfig
+from stacks.constructs.artifact_bucket import DATA_CAPTURE_PREFIX, ArtifactBucket
 from stacks.constructs.dlc_image import ECR_AUTH_REASON, DlcImage
-from stacks.constructs.log_group import stage_log_group
-from stacks.constructs.model_package import ModelPackageCheck, describe_versions_statement, versions_nag_arn
+from stacks.constructs.log_group import LogGroupProps, stage_log_group
+from stacks.constructs.model_package import (
+    ModelPackageCheck,
+    ModelPackageCheckProps,
+    describe_versions_statement,
+    versions_nag_arn,
+)
 from stacks.dlc_images import INFERENCE_REPOSITORY
-from stacks.model_environment import model_environment
-from stacks.storage import DATA_CAPTURE_PREFIX, ArtifactBucket
 
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 COMPONENT_METRICS_NAMESPACE = "/aws/sagemaker/InferenceComponents"
+
+
+@dataclass(frozen=True)
+class InferenceModelProps:
+    stage: str
+    endpoint_name: str
+    # inference_image_tag: the DLC image of a model built from model_data_url.
+    image_tag: str
+    # The container environment (stacks.model_environment.model_environment).
+    environment: Mapping[str, str]
+    # Exactly one names the model: a package (with its deploy-time check) or an artifact URL ("" else).
+    package_check: ModelPackageCheckProps | None
+    model_data_url: str
+    # model_source_id: the artifact grant's logical id follows the model.
+    source_id: str
+    # inference_component mode: the component whose containers log to a group of its name; else None.
+    component_name: str | None
+    serverless: bool
+    data_capture: bool
+    logs: LogGroupProps
 
 
 class InferenceModel(Construct):
@@ -37,27 +63,24 @@ class InferenceModel(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
+        props: InferenceModelProps,
         key: kms.IKey,
         artifacts: ArtifactBucket,
         rollback_alarms: list[cloudwatch.IAlarm],
     ) -> None:
         super().__init__(scope, construct_id)
-        image = DlcImage(
-            self, "InferenceImage", repository=INFERENCE_REPOSITORY, tag=config.inference_image_tag
-        )
+        image = DlcImage(self, "InferenceImage", repository=INFERENCE_REPOSITORY, tag=props.image_tag)
         self.image_uri = image.image_uri
         # The group the endpoint's containers write to, under the name SageMaker uses.
-        self.log_group = stage_log_group(
-            self, "LogGroup", config=config, key=key, name=f"/aws/sagemaker/Endpoints/{config.endpoint_name}"
-        )
-        log_group_names = [f"/aws/sagemaker/Endpoints/{config.endpoint_name}"]
+        endpoint_group = f"/aws/sagemaker/Endpoints/{props.endpoint_name}"
+        self.log_group = stage_log_group(self, "LogGroup", props=props.logs, key=key, name=endpoint_group)
+        log_group_names = [endpoint_group]
         self.log_groups = [self.log_group]
-        if config.is_inference_component:
+        if props.component_name is not None:
             # An inference component's containers log to a group of the component's name.
-            component_group = f"/aws/sagemaker/InferenceComponents/{config.inference_component_name}"
+            component_group = f"/aws/sagemaker/InferenceComponents/{props.component_name}"
             self.log_groups.append(
-                stage_log_group(self, "ComponentLogGroup", config=config, key=key, name=component_group)
+                stage_log_group(self, "ComponentLogGroup", props=props.logs, key=key, name=component_group)
             )
             log_group_names.append(component_group)
         log_group_arns = [
@@ -65,27 +88,28 @@ class InferenceModel(Construct):
             for name in log_group_names
         ]
         package_check = None
-        if config.model_from_package:
+        if props.package_check is not None:
             # The package knows its artifact; the check reads it at deploy time, so the grant below names
             # that one object, as it does for a model_data_url. It also holds the package to the stage's
             # bucket, image and instance type, which the package pinned when it was registered.
             package_check = ModelPackageCheck(
                 self,
                 "PackageCheck",
-                config=config,
+                props=props.package_check,
                 key=key,
                 expected_bucket=artifacts.bucket_name,
                 expected_image=image.image_uri,
             )
             artifact_arn = package_check.artifact_arn
         else:
-            artifact_arn = f"arn:{Aws.PARTITION}:s3:::{config.model_bucket}/{config.model_key}"
+            # s3://<bucket>/<key> -> the object's ARN.
+            artifact_arn = f"arn:{Aws.PARTITION}:s3:::{props.model_data_url.removeprefix('s3://')}"
 
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"dogbreed {config.stage}: SageMaker model {config.endpoint_name}",
+            description=f"dogbreed {props.stage}: SageMaker model {props.endpoint_name}",
         )
         # The artifact grant lives in its own policy whose logical id follows the artifact. A new package
         # or model_data_url then *adds* a policy (CloudFormation deletes the old one in the cleanup phase,
@@ -95,7 +119,7 @@ class InferenceModel(Construct):
         # (UPDATE_ROLLBACK_FAILED).
         artifact_policy = iam.ManagedPolicy(
             self,
-            f"ArtifactPolicy{config.model_source_id}",
+            f"ArtifactPolicy{props.source_id}",
             statements=[
                 iam.PolicyStatement(
                     sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[artifact_arn]
@@ -106,7 +130,7 @@ class InferenceModel(Construct):
         # Per-instance metrics; an inference component's go to a namespace of their own.
         metric_namespaces = (
             [ENDPOINT_METRICS_NAMESPACE, COMPONENT_METRICS_NAMESPACE]
-            if config.is_inference_component
+            if props.component_name is not None
             else ENDPOINT_METRICS_NAMESPACE
         )
         statements = [
@@ -144,9 +168,9 @@ class InferenceModel(Construct):
             ),
             *image.pull_statements(),
         ]
-        if config.model_from_package:
-            statements.append(describe_versions_statement(config))
-        if config.data_capture_enabled:
+        if props.package_check is not None:
+            statements.append(describe_versions_statement(props.package_check.group_name))
+        if props.data_capture:
             statements += [
                 iam.PolicyStatement(
                     sid="WriteDataCapture",
@@ -183,18 +207,18 @@ class InferenceModel(Construct):
                     reason="Scoped to this endpoint's own log group; the suffix covers its streams.",
                 ),
             ]
-        if config.model_from_package:
+        if props.package_check is not None:
             acknowledgments.append(
                 Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(config)}]",
+                    id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(props.package_check.group_name)}]",
                     reason="The model may describe the versions of its stage's own group, which SageMaker "
                     "numbers; nothing outside the group.",
                 )
             )
-        if config.data_capture_enabled:
+        if props.data_capture:
             acknowledgments.append(
                 Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, DATA_CAPTURE_PREFIX)}*]",
+                    id=f"AwsSolutions-IAM5[Resource::{artifacts.nag_arn(DATA_CAPTURE_PREFIX)}*]",
                     reason="Data capture writes one object per captured batch under the data-capture prefix.",
                 )
             )
@@ -204,24 +228,26 @@ class InferenceModel(Construct):
             self,
             "Model",
             execution_role_arn=self.role.role_arn,
-            primary_container=self._container(config, image.image_uri),
+            primary_container=self._container(props, image.image_uri),
             # No outbound network from the container: the artifact is self-contained (contract), and
             # SageMaker itself fetches the image and model. Serverless endpoints do not support isolation.
-            enable_network_isolation=not config.is_serverless,
+            enable_network_isolation=not props.serverless,
         )
         self.model.node.add_dependency(policy, artifact_policy, *self.log_groups)
         if package_check is not None:
             self.model.node.add_dependency(package_check.resource)
 
     @staticmethod
-    def _container(config: StageConfig, image_uri: str) -> sagemaker.CfnModel.ContainerDefinitionProperty:
-        environment = model_environment(config)
-        if config.model_from_package:
+    def _container(
+        props: InferenceModelProps, image_uri: str
+    ) -> sagemaker.CfnModel.ContainerDefinitionProperty:
+        environment = dict(props.environment)
+        if props.package_check is not None:
             # Image and ModelDataUrl come from the package; the environment is the stage's, set next to
             # ModelPackageName as the SageMaker SDK's ModelPackage does (sagemaker/model.py).
             return sagemaker.CfnModel.ContainerDefinitionProperty(
-                model_package_name=config.model_package_arn, environment=environment
+                model_package_name=props.package_check.package_arn, environment=environment
             )
         return sagemaker.CfnModel.ContainerDefinitionProperty(
-            image=image_uri, model_data_url=config.model_data_url, environment=environment
+            image=image_uri, model_data_url=props.model_data_url, environment=environment
         )

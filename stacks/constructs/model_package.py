@@ -10,6 +10,7 @@ register into what prod deploys from).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import (
@@ -32,10 +33,9 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.config import StageConfig
 from stacks.constructs.alarms import dead_letter_queue, undelivered_alarm
-from stacks.constructs.log_group import stage_log_group, write_logs_statement
-from stacks.storage import RETAIN_EXCEPT_ON_CREATE
+from stacks.constructs.log_group import LogGroupProps, function_role, stage_log_group
+from stacks.constructs.removal_policy import RETAIN_EXCEPT_ON_CREATE
 
 CHECK_SOURCE = Path(__file__).resolve().parent / "model_package_check"
 CHECK_RUNTIME_REASON = (
@@ -56,35 +56,26 @@ PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 
 
-def group_arn(config: StageConfig) -> str:
-    return (
-        f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package-group/"
-        f"{config.model_package_group_name}"
-    )
+def group_arn(group_name: str) -> str:
+    return f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package-group/{group_name}"
 
 
-def versions_arn(config: StageConfig) -> str:
+def versions_arn(group_name: str) -> str:
     """Every version of the stage's group: ``model-package/<group>/<version>``."""
-    return (
-        f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package/"
-        f"{config.model_package_group_name}/*"
-    )
+    return f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:model-package/{group_name}/*"
 
 
-def describe_versions_statement(config: StageConfig) -> iam.PolicyStatement:
+def describe_versions_statement(group_name: str) -> iam.PolicyStatement:
     return iam.PolicyStatement(
         sid="DescribeStagePackages",
         actions=["sagemaker:DescribeModelPackage"],
-        resources=[versions_arn(config)],
+        resources=[versions_arn(group_name)],
     )
 
 
-def versions_nag_arn(config: StageConfig) -> str:
+def versions_nag_arn(group_name: str) -> str:
     """How cdk-nag prints :func:`versions_arn` in a finding id."""
-    return (
-        "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package/"
-        f"{config.model_package_group_name}/*"
-    )
+    return f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:model-package/{group_name}/*"
 
 
 class ModelPackageGroup(Construct):
@@ -94,29 +85,44 @@ class ModelPackageGroup(Construct):
     but not after a failed first create, so a retry does not collide with the name.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: str, group_name: str) -> None:
         super().__init__(scope, construct_id)
         self.group = sagemaker.CfnModelPackageGroup(
             self,
             "Group",
-            model_package_group_name=config.model_package_group_name,
-            model_package_group_description=f"dogbreed {config.stage}: every model trained for the stage; "
+            model_package_group_name=group_name,
+            model_package_group_description=f"dogbreed {stage}: every model trained for the stage; "
             "approved versions may be promoted to it",
         )
         self.group.apply_removal_policy(RETAIN_EXCEPT_ON_CREATE)
-        self.group_name = config.model_package_group_name
+        self.group_name = group_name
 
     @staticmethod
-    def register_statement(config: StageConfig) -> iam.PolicyStatement:
-        """CreateModelPackage into this group and no other (a new version is model-package/<group>/N)."""
+    def register_statement(group_name: str) -> iam.PolicyStatement:
+        """CreateModelPackage into ``group_name`` and no other (a new version is model-package/<group>/N)."""
         return iam.PolicyStatement(
             sid="RegisterModelVersions",
             actions=["sagemaker:CreateModelPackage"],
-            resources=[group_arn(config), versions_arn(config)],
+            resources=[group_arn(group_name), versions_arn(group_name)],
             # Only as a pending version: job code runs with this role, and must not approve its own model
             # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
             conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": PENDING}},
         )
+
+
+@dataclass(frozen=True)
+class ModelPackageCheckProps:
+    stage: str
+    # model_package_arn, a version of group_name in the stage's account and region.
+    package_arn: str
+    group_name: str
+    # model_source_id: the check's logical id follows the package.
+    source_id: str
+    # production: the deploy fails unless the package is Approved.
+    require_approved: bool
+    # The instance type the package must list; "" for a serverless endpoint.
+    instance_type: str
+    logs: LogGroupProps
 
 
 class ModelPackageCheck(Construct):
@@ -135,31 +141,22 @@ class ModelPackageCheck(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
+        props: ModelPackageCheckProps,
         key: kms.IKey,
         expected_bucket: str,
         expected_image: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = stage_log_group(self, "LogGroup", config=config, key=key)
-        role = iam.Role(
+        self.log_group = stage_log_group(self, "LogGroup", props=props.logs, key=key)
+        role, policy = function_role(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"dogbreed {config.stage}: deploy-time check of the served model package",
-        )
-        policy = iam.ManagedPolicy(
-            self,
-            "Policy",
-            roles=[role],
-            statements=[
-                describe_versions_statement(config),
-                write_logs_statement(self.log_group),
-            ],
+            description=f"dogbreed {props.stage}: deploy-time check of the served model package",
+            log_group=self.log_group,
+            statements=[describe_versions_statement(props.group_name)],
         )
         Validations.of(policy).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(config)}]",
+                id=f"AwsSolutions-IAM5[Resource::{versions_nag_arn(props.group_name)}]",
                 reason="The check describes whichever version of the stage's own group cdk.json names; "
                 "versions are numbered by SageMaker.",
             )
@@ -167,12 +164,12 @@ class ModelPackageCheck(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            description=f"dogbreed {config.stage}: check the served model package at deploy time",
+            description=f"dogbreed {props.stage}: check the served model package at deploy time",
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.ARM_64,
             handler="index.handler",
             code=lambda_.Code.from_asset(str(CHECK_SOURCE), exclude=["__pycache__", "*.pyc"]),
-            role=role.without_policy_updates(),
+            role=role,
             memory_size=256,
             timeout=Duration.minutes(1),
             # A retried invocation would answer CloudFormation a second time; the handler answers every
@@ -208,22 +205,21 @@ class ModelPackageCheck(Construct):
             ),
         )
 
-        require_approved = config.production
         self.resource = CustomResource(
             self,
-            f"Check{config.model_source_id}",
+            f"Check{props.source_id}",
             service_token=self.function.function_arn,
             resource_type="Custom::ModelPackageCheck",
             # If the function never starts, fail the deploy in minutes instead of CloudFormation's hour.
             service_timeout=Duration.minutes(5),
             properties={
-                "ModelPackageArn": config.model_package_arn,
-                "RequireApproved": "true" if require_approved else "false",
+                "ModelPackageArn": props.package_arn,
+                "RequireApproved": "true" if props.require_approved else "false",
                 # What the package must match (it pinned them when it was registered): the model role reads
                 # only this stage's bucket, and the endpoint runs the stage's image on its instance type.
                 "ExpectedBucket": expected_bucket,
                 "ExpectedImage": expected_image,
-                "InstanceType": "" if config.is_serverless else config.instance_type,
+                "InstanceType": props.instance_type,
             },
         )
         self.artifact_arn = (
@@ -231,6 +227,8 @@ class ModelPackageCheck(Construct):
             f"{self.resource.get_att_string('ArtifactKey')}"
         )
         # The stacks name no region or account: check the package's before anything is created.
+        # arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/<version>
+        region, account = props.package_arn.split(":")[3:5]
         stack = Stack.of(self)
         CfnRule(
             stack,
@@ -238,15 +236,24 @@ class ModelPackageCheck(Construct):
             assertions=[
                 CfnRuleAssertion(
                     assert_=Fn.condition_and(
-                        Fn.condition_equals(Aws.REGION, config.model_package_region),
-                        Fn.condition_equals(Aws.ACCOUNT_ID, config.model_package_account),
+                        Fn.condition_equals(Aws.REGION, region),
+                        Fn.condition_equals(Aws.ACCOUNT_ID, account),
                     ),
-                    assert_description=f"model_package_arn is a package of account "
-                    f"{config.model_package_account} in {config.model_package_region}: deploy there, or "
-                    "promote a package registered in this stage's account and region",
+                    assert_description=f"model_package_arn is a package of account {account} in {region}: "
+                    "deploy there, or promote a package registered in this stage's account and region",
                 )
             ],
         )
+
+
+@dataclass(frozen=True)
+class ModelApprovalNoticesProps:
+    stage: str
+    # The stage's endpoint name, which the undelivered-notices alarm carries.
+    endpoint_name: str
+    group_name: str
+    # model_approval_rule_name, fixed: the project key's policy names it.
+    rule_name: str
 
 
 class ModelApprovalNotices(Construct):
@@ -264,7 +271,7 @@ class ModelApprovalNotices(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
+        props: ModelApprovalNoticesProps,
         topics: list[sns.ITopic],
         key: kms.IKey,
     ) -> None:
@@ -277,7 +284,7 @@ class ModelApprovalNotices(Construct):
             self,
             "PublishRole",
             assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
-            description=f"dogbreed {config.stage}: publish model approval notices to the alarm topic",
+            description=f"dogbreed {props.stage}: publish model approval notices to the alarm topic",
         )
         iam.ManagedPolicy(
             self,
@@ -303,14 +310,13 @@ class ModelApprovalNotices(Construct):
             self,
             "Rule",
             # Fixed, so the project key's policy can let EventBridge encrypt for this rule alone.
-            rule_name=config.model_approval_rule_name,
-            description=f"dogbreed {config.stage}: approvals and rejections of "
-            f"{config.model_package_group_name} versions",
+            rule_name=props.rule_name,
+            description=f"dogbreed {props.stage}: approvals and rejections of {props.group_name} versions",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=[PACKAGE_STATE_CHANGE],
                 detail={
-                    "ModelPackageGroupName": [config.model_package_group_name],
+                    "ModelPackageGroupName": [props.group_name],
                     "ModelApprovalStatus": [APPROVED, REJECTED],
                 },
             ),
@@ -320,7 +326,7 @@ class ModelApprovalNotices(Construct):
                     role=publisher.without_policy_updates(),
                     dead_letter_queue=undelivered,
                     message=events.RuleTargetInput.from_text(
-                        f"{config.model_package_group_name} version "
+                        f"{props.group_name} version "
                         f"{detail.from_path('$.detail.ModelPackageVersion')} is now "
                         f"{detail.from_path('$.detail.ModelApprovalStatus')}: "
                         f"{detail.from_path('$.detail.ModelPackageArn')}"
@@ -334,7 +340,7 @@ class ModelApprovalNotices(Construct):
                 self,
                 "UndeliveredNotices",
                 undelivered,
-                description=f"{config.endpoint_name}: model approval notices could not be published to the "
+                description=f"{props.endpoint_name}: model approval notices could not be published to the "
                 "alarm destinations (see the dead-letter queue)",
             )
         ]

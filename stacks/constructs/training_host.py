@@ -8,6 +8,8 @@ volume, and an instance profile scoped to the project bucket's prefixes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jsii
 from aws_cdk import Acknowledgment, Aws, CfnOutput, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -16,8 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import StageConfig
-from stacks.storage import (
+from stacks.constructs.artifact_bucket import (
     CHECKPOINT_PREFIX,
     CODE_PREFIX,
     DATA_PREFIX,
@@ -68,13 +69,22 @@ class PinnedLinuxImage:
         )
 
 
+@dataclass(frozen=True)
+class TrainingHostProps:
+    stage: str
+    # training_host_instance_type, training_host_ami_id (pinned: PinnedLinuxImage), training_host_volume_gb.
+    instance_type: str
+    ami_id: str
+    volume_gb: int
+
+
 class GpuTrainingHost(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        config: StageConfig,
+        props: TrainingHostProps,
         artifacts: ArtifactBucket,
         key: kms.IKey,
     ) -> None:
@@ -182,7 +192,7 @@ class GpuTrainingHost(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description=f"dogbreed {config.stage}: EC2 GPU training host",
+            description=f"dogbreed {props.stage}: EC2 GPU training host",
         )
         policy = iam.ManagedPolicy(
             self,
@@ -205,7 +215,7 @@ class GpuTrainingHost(Construct):
             Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=SESSION_MANAGER_REASON),
             *(
                 Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::{ArtifactBucket.nag_arn(config, prefix)}*]",
+                    id=f"AwsSolutions-IAM5[Resource::{artifacts.nag_arn(prefix)}*]",
                     reason="Training reads and writes many objects of changing names under this prefix.",
                 )
                 for prefix in (DATA_PREFIX, CHECKPOINT_PREFIX, CODE_PREFIX, WEIGHTS_PREFIX, OUTPUT_PREFIX)
@@ -231,8 +241,8 @@ class GpuTrainingHost(Construct):
             "Host",
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
-            instance_type=ec2.InstanceType(config.training_host_instance_type),
-            machine_image=PinnedLinuxImage(config.training_host_ami_id),
+            instance_type=ec2.InstanceType(props.instance_type),
+            machine_image=PinnedLinuxImage(props.ami_id),
             role=role,
             security_group=security_group,
             # IMDSv2 (HttpTokens=required) comes with the launch template below: an instance built from a
@@ -243,7 +253,7 @@ class GpuTrainingHost(Construct):
                 ec2.BlockDevice(
                     device_name="/dev/sda1",
                     volume=ec2.BlockDeviceVolume.ebs(
-                        config.training_host_volume_gb,
+                        props.volume_gb,
                         encrypted=True,
                         kms_key=key,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,

@@ -279,11 +279,12 @@ def test_the_stages_bucket_is_the_one_its_storage_stack_names(dev):
     register.check_stage_bucket(f"s3://{BUCKET}/models/resnet50/model.tar.gz", dev, REGION)
     prod = register.stage_config("prod", MODEL_URL)
     register.check_stage_bucket("s3://dogbreed-prod-111122223333-eu-west-1/m.tar.gz", prod, "eu-west-1")
-    # ArtifactBucket: f"{config.stack_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"; the hint's prefix is
-    # MODELS_PREFIX (read from the source: importing stacks.storage would load the CDK).
-    storage = (REPO / "stacks" / "storage.py").read_text()
-    assert 'self.bucket_name = f"{config.stack_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"' in storage
-    assert f'MODELS_PREFIX = "{register.MODELS_PREFIX}"' in storage
+    # ArtifactBucket: f"{props.name_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}" (the stack passes the stage's
+    # stack_prefix); the hint's prefix is MODELS_PREFIX (read from the source: importing the construct
+    # would load the CDK).
+    bucket = (REPO / "stacks" / "constructs" / "artifact_bucket.py").read_text()
+    assert 'self.bucket_name = f"{props.name_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"' in bucket
+    assert f'MODELS_PREFIX = "{register.MODELS_PREFIX}"' in bucket
 
 
 def test_the_demos_dry_run_registration_passes_the_bucket_check(tmp_path, capsys):
