@@ -14,7 +14,17 @@ from typing import Any, NamedTuple
 
 from . import cost
 from .inference_speed import FP32_CPU_VARIANTS, best_variant
-from .serving_overhead import INPROCESS_PATH, PRODUCTION_PATH, judged_path
+
+# The serving target ratio is judged on the production path (the handler in front of the DLC's TorchServe)
+# where the run has it, else on the in-process one (bench/serving_overhead.py measures both).
+PRODUCTION_PATH = "lambda_torchserve"
+INPROCESS_PATH = "lambda"
+
+
+def judged_path(entry: dict[str, Any]) -> str:
+    """The path an image's result is judged on: the production path when measured (older results lack it)."""
+    return PRODUCTION_PATH if PRODUCTION_PATH in entry.get("ratio_vs_bare", {}) else INPROCESS_PATH
+
 
 # Batch-1 forward budget on this host (best fp32 layout). The prod p99 alarm is 500 ms for the
 # whole API path (Lambda, network, decode, forward); 100 ms of forward leaves room for the rest

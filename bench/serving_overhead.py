@@ -51,6 +51,7 @@ from inference.model_config import ModelConfig
 from inference.preprocessing import IMAGENET_MEAN, IMAGENET_STD, decode_image, resize_size_for
 from localdev.local_invoke import function_url_event, load_prediction_handler
 
+from .decisions import PRODUCTION_PATH, judged_path
 from .images import photo_jpeg
 from .timing import Stats, interleaved, percentile, ratio_stats
 
@@ -62,9 +63,6 @@ IMAGE_SIZE = 224
 TARGET_RATIO = 1.15
 PATHS = ("bare", "handlers", "http", "boto3", "lambda")
 TORCHSERVE_PATHS = ("torchserve", "lambda_torchserve")
-# The target ratio is judged on the production path where the run has it, else on the in-process one.
-PRODUCTION_PATH = "lambda_torchserve"
-INPROCESS_PATH = "lambda"
 # Untimed requests sent to a freshly started TorchServe before any timing: its Java frontend starts
 # interpreted and speeds up as the JIT compiles its hot paths (in a development run the frontend's
 # CPU per request fell from about 17 ms to 6-8 ms over the first 200 requests). A long-running
@@ -75,11 +73,6 @@ TORCHSERVE_COMPARISONS = (
     ("torchserve vs handlers", "torchserve", "handlers"),
     ("lambda_torchserve vs lambda", "lambda_torchserve", "lambda"),
 )
-
-
-def judged_path(entry: dict[str, Any]) -> str:
-    """The path an image's result is judged on: the production path when measured (older results lack it)."""
-    return PRODUCTION_PATH if PRODUCTION_PATH in entry.get("ratio_vs_bare", {}) else INPROCESS_PATH
 
 
 def torchserve_environment(threads: int, stage: str = "dev") -> dict[str, str]:

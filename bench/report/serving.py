@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import decisions
-from ..serving_overhead import PRODUCTION_PATH, WHITESPACE_REMOVAL
+from ..decisions import PRODUCTION_PATH
+from ..serving_overhead import WHITESPACE_REMOVAL
 from .text import f1, f2, failed, mmm, r3, table
 
 TITLE = "## Serving path overhead: Lambda handler -> boto3 -> local endpoint -> model"

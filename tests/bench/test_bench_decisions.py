@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bench import cost, decisions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model(p50: float, top1: float) -> dict:
@@ -283,3 +289,14 @@ def test_the_input_pipeline_bottleneck_follows_the_rates():
 def test_negligible_and_most_of_are_strict_at_their_bars():
     assert decisions.negligible(0.99, 100.0) and not decisions.negligible(1.0, 100.0)
     assert decisions.is_most_of(5.1, 10.0) and not decisions.is_most_of(5.0, 10.0)
+
+
+def test_the_decisions_import_without_dev_tooling_or_the_cdk_app():
+    """bench.config_sync and the report judge saved results: no local endpoint, no stacks to load."""
+    heavy = ("localdev", "stacks", "aws_cdk")
+    code = f"import sys, bench.decisions\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run(  # noqa: S603 - this interpreter with a fixed script, no shell
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

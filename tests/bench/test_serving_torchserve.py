@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from bench import report, serving_overhead
+from bench import decisions, report, serving_overhead
 
 
 def test_torchserve_gets_one_worker_with_the_in_process_thread_count():
@@ -122,7 +122,7 @@ def _serving(with_torchserve: bool) -> dict:
 
 def test_results_without_the_torchserve_paths_are_judged_on_the_in_process_lambda():
     serving = _serving(with_torchserve=False)
-    assert serving_overhead.judged_path(serving["images"]["phone"]) == "lambda"
+    assert decisions.judged_path(serving["images"]["phone"]) == "lambda"
     text = report.serving_section(serving, None)
     assert "in-process endpoint only" in text
     assert "**Result: the whole in-process path (`lambda`) costs 1.100 (0.990-1.320)x" in text
@@ -135,7 +135,7 @@ def test_results_without_the_torchserve_paths_are_judged_on_the_in_process_lambd
 def test_the_production_path_is_judged_when_torchserve_was_measured():
     serving = _serving(with_torchserve=True)
     phone = serving["images"]["phone"]
-    assert serving_overhead.judged_path(phone) == "lambda_torchserve"
+    assert decisions.judged_path(phone) == "lambda_torchserve"
     assert serving_overhead.ratio_summary(serving)["median"] == pytest.approx(1.18)
     text = report.serving_section(serving, None)
     assert "1 worker(s) x 2 intra-op thread(s)" in text and "`OMP_NUM_THREADS=2`" in text
