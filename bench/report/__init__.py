@@ -14,36 +14,22 @@ from .head import header
 from .inference import inference_section
 from .lambda_handler import lambda_blockers, lambda_section
 from .preprocess import preprocess_section
-from .pricing import IDLE_COST_TITLE, cost_section, idle_cost_subsection
-from .serving import diagnosis, serving_section, torchserve_adds, torchserve_setup
-from .summary import FIXES, decisions_section
-from .text import NOT_MEASURED_GPU, f1, f2, mmm, table
+from .pricing import cost_section
+from .serving import diagnosis, serving_section
+from .summary import decisions_section
 from .training import loader_section, training_section
 
+# What callers outside the package use (the runner, bench/config_sync, tests); the rest is per section.
 __all__ = [
-    "FIXES",
-    "IDLE_COST_TITLE",
-    "NOT_MEASURED_GPU",
     "cost_section",
     "decisions_section",
     "diagnosis",
-    "f1",
-    "f2",
-    "header",
-    "idle_cost_subsection",
-    "inference_section",
     "lambda_blockers",
     "lambda_section",
     "loader_section",
-    "mmm",
     "multi_image_section",
-    "preprocess_section",
     "render",
     "serving_section",
-    "table",
-    "torchserve_adds",
-    "torchserve_setup",
-    "training_section",
 ]
 
 
