@@ -125,7 +125,7 @@ def loader_section(result: dict[str, Any]) -> str:
     ) + (
         "; on a GPU the loader is, which the cores column sizes. "
         if bottleneck.gpu_loader_bound
-        else f"; on a GPU one loader worker already delivers {rate}. "
+        else f"; on a GPU one loader worker already keeps up with the {rate} the step needs. "
     )
     verdict = (
         where + "Validation on the prepared copy vs the endpoint's preset on the originals: mean "
