@@ -32,16 +32,20 @@ NO_ASYNC_REASON = (
 @dataclass(frozen=True)
 class PredictionFunctionProps:
     stage: str
-    endpoint_name: str
+    # The endpoint's name as the function's description shows it (ENDPOINT_NAME is the serving stack's
+    # token, passed to the construct beside these props).
+    described_endpoint: str
     # inference_component mode: the component the handler names (INFERENCE_COMPONENT_NAME); else None.
     component_name: str | None
     memory_mb: int
     # lambda_timeout_seconds, derived from the endpoint call's budget below.
     timeout_seconds: int
     reserved_concurrency: int
-    # lambda_provisioned_concurrency, and its autoscaled maximum (equal: a fixed value, no autoscaling).
+    # lambda_provisioned_concurrency, and its autoscaled maximum (equal: a fixed value, no autoscaling);
+    # autoscaled is StageConfig.provisioned_concurrency_autoscaling, the one place that decides it.
     provisioned_concurrency: int
     provisioned_concurrency_max: int
+    autoscaled: bool
     provisioned_utilization_target: float
     endpoint_connect_timeout_seconds: int
     endpoint_read_timeout_seconds: int
@@ -65,6 +69,9 @@ class PredictionFunction(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
+        if (props.component_name is None) != (inference_component_arn is None):
+            # The handler names the component its role may invoke: one without the other is a wiring bug.
+            raise ValueError("PredictionFunction: component_name and inference_component_arn go together")
         self.log_group = stage_log_group(self, "LogGroup", props=props.logs, key=key)
         # Not function_role(): that puts the log statement last, and this policy's order predates it (the
         # deployed policy document stays as it is).
@@ -109,7 +116,7 @@ class PredictionFunction(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            description=f"dogbreed {props.stage}: classify a dog photo with {props.endpoint_name}",
+            description=f"dogbreed {props.stage}: classify a dog photo with {props.described_endpoint}",
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
@@ -127,7 +134,7 @@ class PredictionFunction(Construct):
             # handler's JSON fields either way.
             environment={
                 "ENDPOINT_NAME": endpoint_name,
-                **({"INFERENCE_COMPONENT_NAME": props.component_name} if inference_component_arn else {}),
+                **({"INFERENCE_COMPONENT_NAME": props.component_name} if props.component_name else {}),
                 # Timeout budget (see StageConfig.lambda_timeout_seconds): the Lambda timeout is
                 # attempts x (connect + read) + botocore backoff + margin, and read <= 60 s, SageMaker's
                 # real-time invoke limit, which the model server timeout also matches.
@@ -149,7 +156,7 @@ class PredictionFunction(Construct):
         # code change would write the template's value back over the autoscaled one, and a new version that
         # fails to initialize would leave the alias in a state later deploys reject (aws-cdk #29992, #30503).
         # Not autoscaled, the alias carries the fixed value.
-        autoscaled = props.provisioned_concurrency_max > props.provisioned_concurrency
+        autoscaled = props.autoscaled
         self.alias = lambda_.Alias(
             self,
             "LiveAlias",

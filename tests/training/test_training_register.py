@@ -285,6 +285,8 @@ def test_the_stages_bucket_is_the_one_its_storage_stack_names(dev):
     bucket = (REPO / "stacks" / "constructs" / "artifact_bucket.py").read_text()
     assert 'self.bucket_name = f"{props.name_prefix}-{Aws.ACCOUNT_ID}-{Aws.REGION}"' in bucket
     assert f'MODELS_PREFIX = "{register.MODELS_PREFIX}"' in bucket
+    storage = (REPO / "stacks" / "storage.py").read_text()
+    assert re.search(r"ArtifactBucketProps\(\s*name_prefix=config\.stack_prefix,", storage)
 
 
 def test_the_demos_dry_run_registration_passes_the_bucket_check(tmp_path, capsys):
