@@ -20,8 +20,8 @@ def encrypted_topic(
 ) -> sns.Topic:
     """An alarm topic: ``key`` (whose policy must let CloudWatch alarms use it), TLS only.
 
-    A fixed name, so a key policy can name the one topic that may use the key for its dead-letter queue
-    (the topic is not retained, so a failed create leaves nothing behind).
+    A fixed name (the stage topic's lets the stage key's policy name the one topic whose dead-letter
+    queue may use the key); not retained, so a failed create leaves nothing behind.
     """
     return sns.Topic(
         scope,

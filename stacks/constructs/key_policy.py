@@ -1,6 +1,7 @@
 """Key-policy statements: which AWS service may use a stage's KMS key, and for which of its resources.
 
-Each names one service principal and narrows it to this account's resources by a source or encryption
+Each names one service principal (the Spot statements: any principal, narrowed by aws:PrincipalArn to
+the account's service-linked role) and narrows it to this account's resources by a source or encryption
 context condition: the keys also encrypt other data, so an unconditioned service principal would be a
 confused deputy for any account's resources (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
 """
