@@ -228,16 +228,12 @@ def invoke_endpoint(request: PredictionRequest) -> EndpointCall:
     try:
         response = RUNTIME.invoke_endpoint(**arguments)
         payload = response["Body"].read()
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:  # the service's error; a timeout, a refused connection...
         endpoint_ms = _ms_since(started)
         failure = endpoint_errors.map_endpoint_error(exc)
-        # The service answered, so its metadata counts botocore's attempts; a transport error has none.
-        fields = {"attempts": _attempts(exc.response), **failure.log_fields, "endpoint_ms": endpoint_ms}
-        return EndpointCall(failure.error, fields)
-    except BotoCoreError as exc:  # a timeout, a refused or reset connection, credentials...
-        endpoint_ms = _ms_since(started)
-        failure = endpoint_errors.map_endpoint_error(exc)
-        return EndpointCall(failure.error, {**failure.log_fields, "endpoint_ms": endpoint_ms})
+        # Where the service answered, its metadata counts botocore's attempts; a transport error has none.
+        attempts = {"attempts": _attempts(exc.response)} if isinstance(exc, ClientError) else {}
+        return EndpointCall(failure.error, {**attempts, **failure.log_fields, "endpoint_ms": endpoint_ms})
     call_fields = {"endpoint_ms": _ms_since(started), "attempts": _attempts(response)}
     body = _success_body(payload, request.top_k, response.get("InvokedProductionVariant"))
     if body is None:
