@@ -31,6 +31,8 @@ def _model_props(config: StageConfig, logs: LogGroupProps) -> InferenceModelProp
         package_check = ModelPackageCheckProps(
             stage=config.stage,
             package_arn=config.model_package_arn,
+            package_region=config.model_package_region,
+            package_account=config.model_package_account,
             group_name=config.model_package_group_name,
             source_id=config.model_source_id,
             require_approved=config.production,
@@ -44,6 +46,7 @@ def _model_props(config: StageConfig, logs: LogGroupProps) -> InferenceModelProp
         environment=model_environment(config),
         package_check=package_check,
         model_data_url=config.model_data_url,
+        model_object="" if config.model_from_package else f"{config.model_bucket}/{config.model_key}",
         source_id=config.model_source_id,
         component_name=config.inference_component_name if config.is_inference_component else None,
         serverless=config.is_serverless,

@@ -39,6 +39,8 @@ class InferenceModelProps:
     # Exactly one names the model: a package (with its deploy-time check) or an artifact URL ("" else).
     package_check: ModelPackageCheckProps | None
     model_data_url: str
+    # model_data_url's object, as StageConfig parses it ("" with a package): the artifact grant's resource.
+    model_object: str
     # model_source_id: the artifact grant's logical id follows the model.
     source_id: str
     # inference_component mode: the component whose containers log to a group of its name; else None.
@@ -102,8 +104,7 @@ class InferenceModel(Construct):
             )
             artifact_arn = package_check.artifact_arn
         else:
-            # s3://<bucket>/<key> -> the object's ARN.
-            artifact_arn = f"arn:{Aws.PARTITION}:s3:::{props.model_data_url.removeprefix('s3://')}"
+            artifact_arn = f"arn:{Aws.PARTITION}:s3:::{props.model_object}"
 
         self.role = iam.Role(
             self,

@@ -113,8 +113,11 @@ class ModelPackageGroup(Construct):
 @dataclass(frozen=True)
 class ModelPackageCheckProps:
     stage: str
-    # model_package_arn, a version of group_name in the stage's account and region.
+    # model_package_arn, a version of group_name in the stage's account and region, and the region and
+    # account it names (StageConfig parses the ARN).
     package_arn: str
+    package_region: str
+    package_account: str
     group_name: str
     # model_source_id: the check's logical id follows the package.
     source_id: str
@@ -227,8 +230,7 @@ class ModelPackageCheck(Construct):
             f"{self.resource.get_att_string('ArtifactKey')}"
         )
         # The stacks name no region or account: check the package's before anything is created.
-        # arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/<version>
-        region, account = props.package_arn.split(":")[3:5]
+        region, account = props.package_region, props.package_account
         stack = Stack.of(self)
         CfnRule(
             stack,
