@@ -42,7 +42,7 @@ class ApiStack(Stack):
             props=PredictionFunctionProps(
                 stage=config.stage,
                 described_endpoint=config.endpoint_name,
-                component_name=config.inference_component_name if config.is_inference_component else None,
+                component_name=config.served_component_name,
                 memory_mb=config.lambda_memory_mb,
                 timeout_seconds=config.lambda_timeout_seconds,
                 reserved_concurrency=config.lambda_reserved_concurrency,

@@ -244,6 +244,11 @@ class StageConfig:
         return f"{self.endpoint_name}-model"
 
     @property
+    def served_component_name(self) -> str | None:
+        """The inference component the stage serves its model as, or None (the endpoint's variant)."""
+        return self.inference_component_name if self.is_inference_component else None
+
+    @property
     def instance_has_local_nvme(self) -> bool:
         return has_local_nvme(self.instance_type)
 

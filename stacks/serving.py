@@ -48,7 +48,7 @@ def _model_props(config: StageConfig, logs: LogGroupProps) -> InferenceModelProp
         model_data_url=config.model_data_url,
         model_object="" if config.model_from_package else f"{config.model_bucket}/{config.model_key}",
         source_id=config.model_source_id,
-        component_name=config.inference_component_name if config.is_inference_component else None,
+        component_name=config.served_component_name,
         serverless=config.is_serverless,
         data_capture=config.data_capture_enabled,
         logs=logs,
@@ -69,7 +69,7 @@ class ServingStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        component_name = config.inference_component_name if config.is_inference_component else None
+        component_name = config.served_component_name
         # The stage's alarm topic and the endpoint's alarms share the scope ("Alarms") their logical ids
         # were minted under when the alarms owned the topic: the endpoint's alarms take the id "Default",
         # which CDK leaves out of logical ids.

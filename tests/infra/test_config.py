@@ -530,3 +530,8 @@ def test_a_front_door_needs_a_lambda_timeout_cloudfront_can_wait_for():
     assert (
         load("prod", endpoint_read_timeout_seconds=20, front_door_enabled=False).lambda_timeout_seconds > 60
     )
+
+
+def test_only_an_inference_component_stage_names_the_component_it_serves():
+    assert load("dev").served_component_name == "dogbreed-dev-model"
+    assert load("prod").served_component_name is None  # the endpoint's production variant
